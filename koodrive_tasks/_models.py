@@ -1,0 +1,141 @@
+"""Value objects describing a KooDrive task: what the wire format is parsed into."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import attrs
+
+from ._redact import redact_url
+
+
+class TaskStatus(enum.IntEnum):
+    """Life-cycle state of a task (``taskStatus``)."""
+
+    PENDING = 0
+    PROCESSING = 1
+    COMPLETED = 2
+    CANCELED = 3
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task will not change any more."""
+        return self in (TaskStatus.COMPLETED, TaskStatus.CANCELED)
+
+
+class TaskResultCode(enum.IntEnum):
+    """Outcome of a completed task (``taskResultCode``)."""
+
+    ALL_SUCCEEDED = 1
+    PARTIALLY_FAILED = 2
+    ALL_FAILED = 3
+
+
+class TaskType(enum.IntEnum):
+    """Kind of share task (``taskType``)."""
+
+    PACKAGE_DOWNLOAD = 1
+    DUMP = 2
+
+
+class FileStatus(enum.IntEnum):
+    """Per-file result inside a task (``taskInfos[].status``, sent as a string)."""
+
+    PENDING = 0
+    SUCCEEDED = 1
+    FAILED = 2
+
+
+@attrs.frozen
+class FileResult:
+    """What happened to one file of a task.
+
+    Attributes:
+        file_id: The source file's id.
+        status: Pending, succeeded or failed.
+        new_file_id: The id of the copy made by a dump task, if any.
+        src_container_id: The container the file came from, if reported.
+    """
+
+    file_id: str
+    status: FileStatus
+    new_file_id: str | None = None
+    src_container_id: str | None = None
+
+
+@attrs.frozen
+class TaskInfo:
+    """A snapshot of one task, parsed from either documented response shape.
+
+    Attributes:
+        task_id: The task's id.
+        status: Where the task is in its life cycle.
+        progress: Percent done, 0 to 100.
+        task_type: Package download or dump, if reported.
+        result_code: The outcome once completed; ``None`` before (the wire's ``0``).
+        content_result_code: The content's processing result (``resultCode``), undocumented.
+        created_at: When the task was created (naive: the API states no time zone).
+        started_at: When processing started, or ``None`` before then.
+        ended_at: When the task ended, or ``None`` before then.
+        download_url: The package link of a completed package-download task. A secret
+            until used: its query string is never shown in ``repr``.
+        user_id: The owner, if reported.
+        files: Per-file results (shape B only; empty otherwise).
+    """
+
+    task_id: str
+    status: TaskStatus
+    progress: int = 0
+    task_type: TaskType | None = None
+    result_code: TaskResultCode | None = None
+    content_result_code: int | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    download_url: str | None = attrs.field(default=None, repr=redact_url)
+    user_id: str | None = None
+    files: tuple[FileResult, ...] = ()
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task has completed or been canceled."""
+        return self.status.is_terminal
+
+    @property
+    def failed_files(self) -> tuple[FileResult, ...]:
+        """The per-file results that report failure."""
+        return tuple(f for f in self.files if f.status is FileStatus.FAILED)
+
+
+@attrs.frozen
+class ProgressUpdate:
+    """One observed change of a task, as yielded by iterating a ``TaskWaiter``.
+
+    Attributes:
+        status: The task's status at this observation.
+        progress: Percent done at this observation.
+        info: The full snapshot.
+    """
+
+    status: TaskStatus
+    progress: int
+    info: TaskInfo
+
+    @classmethod
+    def of(cls, info: TaskInfo) -> ProgressUpdate:
+        """Build the update describing ``info``."""
+        return cls(status=info.status, progress=info.progress, info=info)
+
+
+@attrs.frozen
+class TargetFolder:
+    """Where a dump task saves files (``targetFileId``).
+
+    Attributes:
+        container_id: The destination space.
+        file_id: The destination folder; ``"root"`` for the space's root folder.
+    """
+
+    container_id: str
+    file_id: str = "root"

@@ -1,0 +1,365 @@
+"""The KooDrive wire format: the only module that reads raw JSON keys.
+
+One cattrs converter turns either documented ``taskDetail`` shape into a
+:class:`TaskInfo`; error bodies of every documented shape become the matching
+:class:`APIError`. The converter is strict about types (a list where a number
+belongs is an error) and lenient where the API documents variants (codes and
+ids as strings or integers, empty timestamps, ``taskInfos`` as object or list).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import math
+import re
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import cattrs
+from cattrs.gen import make_dict_structure_fn, override
+
+from . import exceptions as exc
+from ._models import FileResult, FileStatus, TaskInfo, TaskResultCode, TaskStatus, TaskType
+
+_E = TypeVar("_E", bound=enum.IntEnum)
+
+TIMESTAMP_FORMAT = "%Y%m%d%H%M%S"
+_DIGITS = re.compile(r"[+-]?\d{1,19}")
+
+
+def _strict_int(value: object, _: object = None) -> int:
+    if isinstance(value, bool):
+        raise TypeError("expected an integer, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value)
+    raise TypeError(f"expected an integer, got {type(value).__name__}")
+
+
+def _strict_str(value: object, _: object = None) -> str:
+    if isinstance(value, str):
+        return value
+    # Some editions send numeric ids as JSON numbers.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"expected a string, got {type(value).__name__}")
+
+
+def _optional_str(value: object, _: object = None) -> str | None:
+    return None if value in (None, "") else _strict_str(value)
+
+
+def _optional_int(value: object, _: object = None) -> int | None:
+    return None if value in (None, "") else _strict_int(value)
+
+
+def _timestamp(value: object, _: object = None) -> datetime | None:
+    if value in (None, "", 0, "0"):
+        return None
+    text = _strict_str(value)
+    if len(text) != 14 or not text.isdigit():
+        raise ValueError("expected a 14-digit yyyyMMddHHmmss timestamp")
+    return datetime.strptime(text, TIMESTAMP_FORMAT)
+
+
+def _enum_hook(enum_type: type[_E], *, zero_is_none: bool = False) -> Callable[..., _E | None]:
+    def structure(value: object, _: object = None) -> _E | None:
+        if value in (None, ""):
+            return None
+        number = _strict_int(value)
+        if zero_is_none and number == 0:
+            return None
+        try:
+            return enum_type(number)
+        except ValueError:
+            allowed = ", ".join(str(m.value) for m in enum_type)
+            raise ValueError(f"unknown {enum_type.__name__} {number}; expected one of {allowed}") from None
+
+    return structure
+
+
+def _required(hook: Callable[..., _E | None]) -> Callable[..., _E]:
+    def structure(value: object, type_: object = None) -> _E:
+        result = hook(value, type_)
+        if result is None:
+            raise ValueError("a value is required")
+        return result
+
+    return structure
+
+
+def _progress(value: object, _: object = None) -> int:
+    if value in (None, ""):
+        return 0
+    # Out-of-range values have been seen from proxies rounding; a percentage is a percentage.
+    return min(100, max(0, _strict_int(value)))
+
+
+def _files(value: object, _: object = None) -> tuple[FileResult, ...]:
+    if value is None:
+        return ()
+    # Documented as "TaskInfo object" under a plural name: accept one object or a list.
+    items = [value] if isinstance(value, Mapping) else value
+    if not isinstance(items, list):
+        raise TypeError(f"expected an object or a list, got {type(value).__name__}")
+    return tuple(converter.structure(item, FileResult) for item in items)
+
+
+def _build_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _strict_str)
+    conv.register_structure_hook(int, _strict_int)
+    conv.register_structure_hook(FileResult, make_dict_structure_fn(
+        FileResult,
+        conv,
+        file_id=override(rename="fileId", struct_hook=_strict_str),
+        status=override(struct_hook=_required(_enum_hook(FileStatus))),
+        new_file_id=override(rename="newFileId", struct_hook=_optional_str),
+        src_container_id=override(rename="srcContainerId", struct_hook=_optional_str),
+    ))
+    conv.register_structure_hook(TaskInfo, make_dict_structure_fn(
+        TaskInfo,
+        conv,
+        task_id=override(rename="taskId", struct_hook=_strict_str),
+        status=override(rename="taskStatus", struct_hook=_required(_enum_hook(TaskStatus))),
+        progress=override(struct_hook=_progress),
+        task_type=override(rename="taskType", struct_hook=_enum_hook(TaskType)),
+        result_code=override(
+            rename="taskResultCode", struct_hook=_enum_hook(TaskResultCode, zero_is_none=True)
+        ),
+        content_result_code=override(rename="resultCode", struct_hook=_optional_int),
+        created_at=override(rename="createTime", struct_hook=_timestamp),
+        started_at=override(rename="startTime", struct_hook=_timestamp),
+        ended_at=override(rename="endTime", struct_hook=_timestamp),
+        download_url=override(rename="downloadUrl", struct_hook=_optional_str),
+        user_id=override(rename="userId", struct_hook=_optional_str),
+        files=override(rename="taskInfos", struct_hook=_files),
+    ))
+    return conv
+
+
+converter = _build_converter()
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, cattrs.BaseValidationError):
+        return "; ".join(cattrs.transform_error(error, path="$"))
+    return str(error)
+
+
+def is_success_code(code: object) -> bool:
+    """Whether a body's ``code`` means success (``0`` or ``"0"``; absent counts as success)."""
+    return code is None or (not isinstance(code, bool) and code in (0, "0"))
+
+
+def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
+    """Parse a successful ``taskDetail`` body of either documented shape.
+
+    Args:
+        payload: The decoded JSON body.
+        task_id: The id that was asked for; filled in when the body omits it.
+
+    Raises:
+        ProtocolError: If the body has neither shape, a value has the wrong type,
+            or it describes another task.
+    """
+    if not isinstance(payload, Mapping):
+        raise exc.ProtocolError(f"expected a JSON object, got {type(payload).__name__}")
+    envelope = payload.get("taskInfo")
+    if envelope is None:
+        envelope = payload.get("jobInfo")
+        data = payload.get("data")
+        if envelope is None and isinstance(data, Mapping):  # the batch-job family nests once more
+            payload, envelope = data, data.get("jobInfo")
+    if not isinstance(envelope, Mapping):
+        raise exc.ProtocolError(
+            "task detail has neither 'taskInfo' (older shape) nor 'jobInfo' (current shape)"
+        )
+    fields: dict[str, Any] = dict(envelope)
+    fields.setdefault("taskId", task_id)
+    if "taskStatus" not in fields and "status" in fields:  # batch jobs say `status`
+        fields["taskStatus"] = fields["status"]
+    if "taskInfos" in payload:
+        fields["taskInfos"] = payload["taskInfos"]
+    try:
+        info = converter.structure(fields, TaskInfo)
+    except Exception as error:  # cattrs raises several types; all mean "wrong shape".
+        raise exc.ProtocolError(f"task detail does not match the API: {_describe(error)}") from None
+    if info.task_id != task_id:
+        raise exc.ProtocolError(f"asked for task {task_id!r}, the server described {info.task_id!r}")
+    return info
+
+
+def parse_created_task_id(payload: object) -> str:
+    """Parse a successful create-task body into the new task's id.
+
+    Raises:
+        ProtocolError: If no task id is present.
+    """
+    if isinstance(payload, Mapping):
+        for key in ("taskId", "data"):
+            value = payload.get(key)
+            if isinstance(value, Mapping):
+                value = value.get("taskId") or value.get("jobId")
+            if value not in (None, "") and not isinstance(value, (bool, Mapping, list, float)):
+                return str(value)
+    raise exc.ProtocolError("create-task answer holds no task id")
+
+
+def share_task_body(
+    *,
+    task_type: TaskType,
+    share_id: str,
+    container_id: str,
+    file_ids: tuple[str, ...],
+    zip_name: str | None,
+    target: tuple[str, str] | None,
+    kdstoken: str | None,
+) -> dict[str, object]:
+    """The JSON body of ``POST /share/tasks``."""
+    body: dict[str, object] = {
+        "taskType": int(task_type),
+        "containerId": container_id,
+        "fileIds": list(file_ids),
+        "shareId": share_id,
+    }
+    if zip_name is not None:
+        body["zipName"] = zip_name
+    if target is not None:
+        body["targetFileId"] = {"containerId": target[0], "fileId": target[1]}
+    if kdstoken is not None:
+        body["kdstoken"] = kdstoken
+    return body
+
+
+def task_detail_body(share_id: str, task_id: str, kdstoken: str | None) -> dict[str, object]:
+    """The JSON body of ``POST /share/taskDetail``."""
+    body: dict[str, object] = {"taskId": task_id, "shareId": share_id}
+    if kdstoken is not None:
+        body["kdstoken"] = kdstoken
+    return body
+
+
+# --- errors -----------------------------------------------------------------------------
+
+_CODE_ERRORS: dict[str, type[exc.APIError]] = {
+    "13000102": exc.InvalidParameterError,
+    "13000301": exc.NotFoundError,
+    "13000309": exc.NotFoundError,
+    "13000410": exc.PermissionDeniedError,
+}
+_HINTS: dict[type[exc.APIError], str] = {
+    exc.AuthenticationError: "check the access token or the app id, secret and user id",
+    exc.ClockSkewError: "the request's X-Date was rejected: synchronise this machine's clock (NTP)",
+    exc.PermissionDeniedError: "these credentials have no access to this share or space",
+    exc.NotFoundError: "check the share id and task id; ended tasks may have been purged",
+    exc.InvalidParameterError: "check the request's arguments",
+    exc.RateLimitedError: "the server throttles this client: slow down",
+    exc.ServerError: "the server failed: retry later",
+}
+_SKEW_WORDS = ("x-date", "timestamp", "clock", "time skew", "expired date")
+
+
+def _error_parts(payload: object) -> tuple[str | None, str | None, str | None]:
+    """(code, message, request id) from any documented error body; never raises."""
+    if not isinstance(payload, Mapping):
+        return None, None, None
+    nested = payload.get("error")
+    if isinstance(nested, Mapping):
+        payload = {**payload, **nested}
+    code = payload.get("code", payload.get("error_code"))
+    message = payload.get("msg", payload.get("error_msg", payload.get("message")))
+    request_id = payload.get("request_id")
+
+    def text(value: object) -> str | None:
+        if isinstance(value, bool) or value is None:
+            return None
+        return str(value)[:500] if isinstance(value, (str, int)) else None
+
+    return text(code), text(message), text(request_id)
+
+
+def _error_class(status: int, code: str | None, message: str | None) -> type[exc.APIError]:
+    if status == 401 or (code or "").startswith(("APIGW.03", "APIG.03")):
+        lowered = (message or "").lower()
+        if any(word in lowered for word in _SKEW_WORDS):
+            return exc.ClockSkewError
+        return exc.AuthenticationError
+    if status == 429:
+        return exc.RateLimitedError
+    if status >= 500:
+        return exc.ServerError
+    if code in _CODE_ERRORS:
+        return _CODE_ERRORS[code]
+    if status == 403:
+        return exc.PermissionDeniedError
+    if status == 404:
+        return exc.NotFoundError
+    return exc.APIError
+
+
+def api_error(
+    status: int,
+    payload: object,
+    *,
+    trace_id: str | None,
+    retry_after: float | None = None,
+    operation: str = "request",
+) -> exc.APIError:
+    """Build the typed error for an error answer.
+
+    Args:
+        status: The HTTP status (200 for a success status whose ``code`` is non-zero).
+        payload: The decoded JSON body, or ``None`` when it was not JSON.
+        trace_id: The request's ``X-Traceid``.
+        retry_after: Seconds from a ``Retry-After`` header, if any.
+        operation: What was attempted, for the message.
+    """
+    code, server_message, request_id = _error_parts(payload)
+    cls = _error_class(status, code, server_message)
+    details = ", ".join(
+        part
+        for part in (f"HTTP {status}", code and f"code {code}", trace_id and f"trace id {trace_id}")
+        if part
+    )
+    message = f"{operation} failed ({details})"
+    if server_message:
+        message += f": {server_message}"
+    hint = _HINTS.get(cls)
+    if cls is exc.RateLimitedError and retry_after is not None:
+        hint = f"{hint}; the server asked for {retry_after:g} s"
+    if hint:
+        message += f". {hint}"
+    kwargs: dict[str, Any] = {
+        "http_status": status,
+        "code": code,
+        "server_message": server_message,
+        "trace_id": trace_id,
+        "request_id": request_id,
+    }
+    if cls is exc.RateLimitedError:
+        return exc.RateLimitedError(message, retry_after=retry_after, **kwargs)
+    return cls(message, **kwargs)
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or ``None``."""
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
