@@ -1,1 +1,87 @@
-"""placeholder"""
+"""Drive KooDrive's asynchronous share tasks from asyncio.
+
+Create a task, wait for it with exponential backoff, stream its progress, and get
+the download URL of the finished package::
+
+    async with KooDriveClient(base_url, auth=BearerToken(token)) as kd:
+        waiter = kd.wait_for_task(share_id, task_id)
+        async for update in waiter:
+            print(update.progress, update.status)
+        url = await waiter
+"""
+
+from ._auth import AppSignature, BearerToken
+from ._client import KooDriveClient
+from ._clock import AsyncioClock, Clock
+from ._models import (
+    FileResult,
+    FileStatus,
+    ProgressUpdate,
+    TargetFolder,
+    TaskInfo,
+    TaskResultCode,
+    TaskStatus,
+    TaskType,
+)
+from ._policy import PollPolicy
+from ._waiter import TaskWaiter
+from .exceptions import (
+    APIError,
+    AuthenticationError,
+    ClockSkewError,
+    ConnectError,
+    InsecureURLError,
+    InvalidArgumentError,
+    InvalidParameterError,
+    KooDriveError,
+    MalformedResponseError,
+    NotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitedError,
+    RequestTimeoutError,
+    ServerError,
+    TaskCanceledError,
+    TaskError,
+    TaskFailedError,
+    TransportError,
+    WaitTimeoutError,
+)
+
+__all__ = [
+    "APIError",
+    "AppSignature",
+    "AsyncioClock",
+    "AuthenticationError",
+    "BearerToken",
+    "Clock",
+    "ClockSkewError",
+    "ConnectError",
+    "FileResult",
+    "FileStatus",
+    "InsecureURLError",
+    "InvalidArgumentError",
+    "InvalidParameterError",
+    "KooDriveClient",
+    "KooDriveError",
+    "MalformedResponseError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PollPolicy",
+    "ProgressUpdate",
+    "ProtocolError",
+    "RateLimitedError",
+    "RequestTimeoutError",
+    "ServerError",
+    "TargetFolder",
+    "TaskCanceledError",
+    "TaskError",
+    "TaskFailedError",
+    "TaskInfo",
+    "TaskResultCode",
+    "TaskStatus",
+    "TaskType",
+    "TaskWaiter",
+    "TransportError",
+    "WaitTimeoutError",
+]

@@ -308,6 +308,7 @@ def api_error(
     trace_id: str | None,
     retry_after: float | None = None,
     operation: str = "request",
+    redact: Callable[[str], str] = str,
 ) -> exc.APIError:
     """Build the typed error for an error answer.
 
@@ -317,8 +318,11 @@ def api_error(
         trace_id: The request's ``X-Traceid``.
         retry_after: Seconds from a ``Retry-After`` header, if any.
         operation: What was attempted, for the message.
+        redact: Removes secrets a server may echo back in its message.
     """
     code, server_message, request_id = _error_parts(payload)
+    if server_message is not None:
+        server_message = redact(server_message)
     cls = _error_class(status, code, server_message)
     details = ", ".join(
         part

@@ -5,6 +5,7 @@
     KooDriveError
     ├── InvalidArgumentError (ValueError)      bad input, caught before any request
     ├── TransportError                         no usable HTTP answer          [retryable]
+    │   ├── ConnectError                       no connection was made         [retryable]
     │   └── RequestTimeoutError (TimeoutError) one request took too long      [retryable]
     ├── ProtocolError                          an answer we cannot trust
     │   ├── MalformedResponseError             not JSON, truncated, too large [retryable]
@@ -61,6 +62,13 @@ class TransportError(KooDriveError):
     def __init__(self, message: str, *, trace_id: str | None = None) -> None:
         super().__init__(message)
         self.trace_id = trace_id
+
+
+class ConnectError(TransportError):
+    """Raised when no connection could be established (refused, DNS, TLS handshake).
+
+    The server surely did nothing, so even a create request may be repeated.
+    """
 
 
 class RequestTimeoutError(TransportError, TimeoutError):

@@ -1,0 +1,156 @@
+"""The two KooDrive authentication schemes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Protocol
+
+from yarl import URL
+
+from . import _signing
+from .exceptions import InvalidArgumentError
+
+TokenProvider = Callable[[], Awaitable[str]]
+
+
+class Auth(Protocol):
+    """What the client needs from an authentication scheme."""
+
+    clock_sensitive: bool
+    """Whether the server checks the request time (then a 401 may mean clock skew)."""
+
+    async def headers(self, method: str, url: URL, body: bytes, now: datetime) -> dict[str, str]:
+        """Headers that authenticate this exact request; called for every attempt."""
+        ...
+
+    async def refresh(self, rejected: dict[str, str]) -> bool:
+        """React to a 401 of a request sent with ``rejected`` headers; True to retry once."""
+        ...
+
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in logs or errors."""
+        ...
+
+
+class BearerToken:
+    """``Authorization: Bearer {access_token}``.
+
+    Args:
+        token: The access token, or an async callable returning a fresh one. A provider
+            is called on first use and again once after a 401; the rejected request is
+            then retried once. Concurrent 401s share one refresh.
+
+    Raises:
+        InvalidArgumentError: If ``token`` is empty or neither a string nor a callable.
+    """
+
+    clock_sensitive = False
+
+    def __init__(self, token: str | TokenProvider) -> None:
+        if isinstance(token, str):
+            if not token.strip():
+                raise InvalidArgumentError("the access token is empty")
+            self._token: str | None = token
+            self._provider: TokenProvider | None = None
+        elif callable(token):
+            self._token = None
+            self._provider = token
+        else:
+            raise InvalidArgumentError(
+                f"token must be a string or an async callable, got {type(token).__name__}"
+            )
+        self._lock = asyncio.Lock()
+        self._seen: list[str] = [] if self._token is None else [self._token]
+
+    def __repr__(self) -> str:
+        if self._provider is None:
+            return "BearerToken(<redacted>)"
+        name = getattr(self._provider, "__qualname__", type(self._provider).__name__)
+        return f"BearerToken(provider={name})"
+
+    async def _fetch(self) -> str:
+        assert self._provider is not None  # noqa: S101 - only called with a provider
+        token = await self._provider()
+        if not isinstance(token, str) or not token.strip():
+            raise InvalidArgumentError("the token provider returned an empty or non-string token")
+        self._seen.append(token)
+        del self._seen[:-4]  # remember the last few for redaction, not every token ever
+        return token
+
+    async def headers(self, method: str, url: URL, body: bytes, now: datetime) -> dict[str, str]:
+        """The bearer header, fetching a token from the provider on first use."""
+        token = self._token
+        if token is None:
+            async with self._lock:
+                if self._token is None:
+                    self._token = await self._fetch()
+                token = self._token
+        return {"Authorization": f"Bearer {token}"}
+
+    async def refresh(self, rejected: dict[str, str]) -> bool:
+        """Fetch a new token unless another request already did; False without a provider."""
+        if self._provider is None:
+            return False
+        async with self._lock:
+            if rejected.get("Authorization") == f"Bearer {self._token}":
+                self._token = await self._fetch()
+        return True
+
+    def secrets(self) -> tuple[str, ...]:
+        """The tokens in use."""
+        return tuple(self._seen)
+
+
+class AppSignature:
+    """Server-to-server HMAC-SHA256 app signature, re-signed for every attempt.
+
+    Args:
+        app_id: The application id.
+        app_secret: The application secret (never shown in reprs or errors).
+        user_id: The KooDrive user the application acts for (``X-User-Id``).
+
+    Raises:
+        InvalidArgumentError: If any argument is empty.
+    """
+
+    clock_sensitive = True
+
+    def __init__(self, app_id: str, app_secret: str, user_id: str) -> None:
+        for name, value in (("app_id", app_id), ("app_secret", app_secret), ("user_id", user_id)):
+            if not isinstance(value, str) or not value.strip():
+                raise InvalidArgumentError(f"{name} must be a non-empty string")
+        self.app_id = app_id
+        self.user_id = user_id
+        self._secret = app_secret
+
+    def __repr__(self) -> str:
+        return f"AppSignature(app_id={self.app_id!r}, app_secret=<redacted>, user_id={self.user_id!r})"
+
+    def sign(self, method: str, url: URL, body: bytes, now: datetime) -> dict[str, str]:
+        """The headers that sign this request at ``now`` (pure; see ``_signing``)."""
+        host = url.host_port_subcomponent or ""
+        signed = {"host": host, "x-date": _signing.format_x_date(now), "x-user-id": self.user_id}
+        canonical = _signing.canonical_request(
+            method, url.raw_path, url.raw_query_string, signed, _signing.SIGNED_HEADERS, body
+        )
+        sig = _signing.signature(self._secret, canonical)
+        return {
+            "Host": host,
+            "X-Date": signed["x-date"],
+            "X-User-Id": self.user_id,
+            "Authorization": _signing.authorization_header(self.app_id, sig, _signing.SIGNED_HEADERS),
+        }
+
+    async def headers(self, method: str, url: URL, body: bytes, now: datetime) -> dict[str, str]:
+        """Sign the request with a fresh ``X-Date``."""
+        return self.sign(method, url, body, now)
+
+    async def refresh(self, rejected: dict[str, str]) -> bool:
+        """A rejected signature is not fixed by signing again."""
+        return False
+
+    def secrets(self) -> tuple[str, ...]:
+        """The app secret."""
+        return (self._secret,)

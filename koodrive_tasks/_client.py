@@ -1,0 +1,498 @@
+"""``KooDriveClient``: one aiohttp session, both auth schemes, typed errors."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import secrets
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from types import EllipsisType, TracebackType
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+from . import _wire
+from ._auth import Auth
+from ._clock import AsyncioClock, Clock
+from ._models import TargetFolder, TaskInfo, TaskType
+from ._policy import PollPolicy
+from ._redact import REDACTED
+from ._streams import PollStreams
+from ._waiter import TaskWaiter
+from .exceptions import (
+    ClockSkewError,
+    ConnectError,
+    InvalidArgumentError,
+    KooDriveError,
+    MalformedResponseError,
+    ProtocolError,
+    RateLimitedError,
+    RequestTimeoutError,
+    TransportError,
+)
+
+logger = logging.getLogger("koodrive_tasks")
+
+SHARE_TASKS_PATH = "/koodrive/ose/v1/share/tasks"
+TASK_DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
+DEFAULT_REQUEST_TIMEOUT = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
+"""A task detail is a few KB; a 1000-file ``taskInfos`` list stays far below 1 MiB."""
+MAX_FILE_IDS = 1000
+TRACE_ID_LENGTH = 58
+_X_DATE_WINDOW = 15 * 60
+_DEFAULT_ATTEMPTS = 4
+
+
+def new_trace_id() -> str:
+    """A random 58-character ``X-Traceid``."""
+    return secrets.token_hex(TRACE_ID_LENGTH // 2)
+
+
+class KooDriveClient:
+    """An async client for KooDrive's asynchronous share tasks.
+
+    Use it as an async context manager (or call :meth:`close`)::
+
+        async with KooDriveClient(base_url, auth=BearerToken(token)) as kd:
+            url = await kd.wait_for_task(share_id, task_id)
+
+    Args:
+        base_url: ``https://intl.myhuaweicloud-koodrive.com``, the China host, or an
+            emulator's URL.
+        auth: :class:`BearerToken` or :class:`AppSignature`.
+        session: An ``aiohttp.ClientSession`` to use. The client never closes a session
+            it did not create.
+        request_timeout: Seconds one HTTP request may take, body included.
+        language: Sent as the ``language`` header (``en-US``, ``zh-CN``).
+        agent_name: Sent as ``X-Hw-Agentname`` (carrier edition only).
+        policy: Default :class:`PollPolicy` of waits.
+        attempts: How many times a one-shot call (``get_share_task``) tries before
+            raising a transient error.
+        max_response_bytes: Larger answers are refused without being read whole.
+        allow_insecure_urls: Accept ``http`` base and download URLs (an emulator on
+            loopback); otherwise both must be ``https``.
+        clock: Time source; tests inject a virtual clock.
+
+    Raises:
+        InvalidArgumentError: If an argument is invalid.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: Auth,
+        session: aiohttp.ClientSession | None = None,
+        request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+        language: str | None = None,
+        agent_name: str | None = None,
+        policy: PollPolicy | None = None,
+        attempts: int = _DEFAULT_ATTEMPTS,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        allow_insecure_urls: bool = False,
+        clock: Clock | None = None,
+    ) -> None:
+        try:
+            url = URL(base_url)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgumentError(f"base_url is not a URL: {error}") from None
+        if url.scheme not in ("https", "http") or not url.host:
+            raise InvalidArgumentError("base_url must be an absolute http(s) URL")
+        if url.scheme == "http" and not allow_insecure_urls:
+            raise InvalidArgumentError(
+                "base_url must use https; pass allow_insecure_urls=True for a local emulator"
+            )
+        if url.user or url.password or url.query_string:
+            raise InvalidArgumentError("base_url must not carry credentials or a query")
+        if not request_timeout > 0:
+            raise InvalidArgumentError("request_timeout must be > 0")
+        if attempts < 1:
+            raise InvalidArgumentError("attempts must be >= 1")
+        if max_response_bytes < 1024:
+            raise InvalidArgumentError("max_response_bytes must be >= 1024")
+        self._base_path = url.path.rstrip("/")
+        self._base = url.with_path("/")
+        self._auth = auth
+        self._session = session
+        self._owns_session = session is None
+        self._request_timeout = float(request_timeout)
+        self._static_headers = {"Content-Type": "application/json"}
+        if language:
+            self._static_headers["language"] = language
+        if agent_name:
+            self._static_headers["X-Hw-Agentname"] = agent_name
+        self.policy = policy or PollPolicy()
+        self._attempts = attempts
+        self._max_response_bytes = max_response_bytes
+        self.allow_insecure_urls = allow_insecure_urls
+        self.clock: Clock = clock or AsyncioClock()
+        self._streams = PollStreams()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"KooDriveClient({str(self._base.with_path(self._base_path or '/'))!r}, auth={self._auth!r})"
+
+    async def __aenter__(self) -> KooDriveClient:
+        self._get_session()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the session if the client created it; a caller's session stays open."""
+        self._closed = True
+        if self._owns_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise KooDriveError("this KooDriveClient is closed")
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    # --- public calls -------------------------------------------------------------------
+
+    async def get_share_task(
+        self, share_id: str, task_id: str, *, kdstoken: str | None = None
+    ) -> TaskInfo:
+        """Query one share task once (transient failures are retried a few times).
+
+        Args:
+            share_id: The share the task belongs to.
+            task_id: The task's id.
+            kdstoken: The share link's temporary token, if the share needs one.
+
+        Returns:
+            The task's current state.
+
+        Raises:
+            KooDriveError: A subclass saying what went wrong.
+        """
+        _require_ids(share_id=share_id, task_id=task_id)
+        body = _wire.task_detail_body(share_id, task_id, kdstoken)
+        secret = (kdstoken,) if kdstoken else ()
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await self.fetch_task(share_id, task_id, body, secret, deadline=None)
+            except KooDriveError as error:
+                if not error.retryable or attempt == self._attempts:
+                    raise
+                delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
+                logger.info("retrying task %s in %.2f s after %s", task_id, delay, type(error).__name__)
+                await self.clock.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def create_share_task(
+        self,
+        share_id: str,
+        file_ids: Iterable[str],
+        *,
+        container_id: str,
+        task_type: TaskType = TaskType.PACKAGE_DOWNLOAD,
+        zip_name: str | None = None,
+        target: TargetFolder | None = None,
+        kdstoken: str | None = None,
+    ) -> str:
+        """Create an asynchronous share task and return its id.
+
+        Args:
+            share_id: The share holding the files.
+            file_ids: 1 to 1000 file ids.
+            container_id: The space the files are in.
+            task_type: ``PACKAGE_DOWNLOAD`` (needs ``zip_name``) or ``DUMP`` (needs ``target``).
+            zip_name: Name of the zip a package-download task produces.
+            target: Where a dump task saves the files.
+            kdstoken: The share link's temporary token, if the share needs one.
+
+        Returns:
+            The new task's id.
+
+        Raises:
+            InvalidArgumentError: Before any request, if the arguments do not fit the type.
+            KooDriveError: A subclass saying what the server answered. Only throttling
+                and refused connections are retried: a task must not be created twice.
+        """
+        ids = tuple(file_ids) if not isinstance(file_ids, str) else (file_ids,)
+        _require_ids(share_id=share_id, container_id=container_id)
+        if not 1 <= len(ids) <= MAX_FILE_IDS:
+            raise InvalidArgumentError(f"file_ids must hold 1 to {MAX_FILE_IDS} ids, got {len(ids)}")
+        if not all(isinstance(i, str) and i for i in ids):
+            raise InvalidArgumentError("every file id must be a non-empty string")
+        task_type = TaskType(task_type)
+        if task_type is TaskType.PACKAGE_DOWNLOAD:
+            if not zip_name:
+                raise InvalidArgumentError("a package-download task needs zip_name")
+            if target is not None:
+                raise InvalidArgumentError("target is for dump tasks, not package downloads")
+        elif target is None:
+            raise InvalidArgumentError("a dump task needs target=TargetFolder(container_id, file_id)")
+        elif zip_name is not None:
+            raise InvalidArgumentError("zip_name is for package-download tasks, not dumps")
+        body = _wire.share_task_body(
+            task_type=task_type,
+            share_id=share_id,
+            container_id=container_id,
+            file_ids=ids,
+            zip_name=zip_name,
+            target=None if target is None else (target.container_id, target.file_id),
+            kdstoken=kdstoken,
+        )
+        secret = (kdstoken,) if kdstoken else ()
+        for attempt in range(1, self._attempts + 1):
+            try:
+                payload = await self.post(SHARE_TASKS_PATH, body, secret, "create share task")
+                return _wire.parse_created_task_id(payload)
+            except KooDriveError as error:
+                # Only failures where the server surely did nothing are safe to repeat.
+                safe = isinstance(error, (ConnectError, RateLimitedError))
+                if not safe or attempt == self._attempts:
+                    raise
+                await self.clock.sleep(self.policy.retry_delay(attempt, getattr(error, "retry_after", None)))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def wait_for_task(
+        self,
+        share_id: str,
+        task_id: str,
+        *,
+        kdstoken: str | None = None,
+        timeout: float | None | EllipsisType = ...,
+        policy: PollPolicy | None = None,
+    ) -> TaskWaiter:
+        """Wait for a task to end; await the result, or iterate for progress updates.
+
+        ``await waiter`` returns the ``downloadUrl`` of a completed package-download task;
+        ``await waiter.final_info()`` returns the final :class:`TaskInfo` (dump tasks);
+        ``async for update in waiter`` yields a :class:`ProgressUpdate` per observed change.
+        Waits on the same task share one stream of polls.
+
+        Args:
+            share_id: The share the task belongs to.
+            task_id: The task's id.
+            kdstoken: The share link's temporary token, if any.
+            timeout: Seconds until ``WaitTimeoutError``; ``None`` for no limit; by default
+                the policy's ``timeout``. Counted from the first await or iteration.
+            policy: Polling policy; by default the client's.
+
+        Raises:
+            InvalidArgumentError: If an id or the timeout is invalid.
+        """
+        _require_ids(share_id=share_id, task_id=task_id)
+        chosen = policy or self.policy
+        effective = chosen.timeout if isinstance(timeout, EllipsisType) else timeout
+        if effective is not None and not effective > 0:
+            raise InvalidArgumentError(f"timeout must be > 0 or None, got {effective!r}")
+        return TaskWaiter(
+            self, self._streams, share_id, task_id, kdstoken=kdstoken, policy=chosen, timeout=effective
+        )
+
+    # --- the request path ----------------------------------------------------------------
+
+    async def fetch_task(
+        self,
+        share_id: str,
+        task_id: str,
+        body: Mapping[str, object],
+        secret: tuple[str, ...],
+        *,
+        deadline: float | None,
+    ) -> TaskInfo:
+        """One ``taskDetail`` request, parsed; no retries beyond one auth refresh."""
+        payload = await self.post(TASK_DETAIL_PATH, body, secret, f"query task {task_id}", deadline=deadline)
+        try:
+            return _wire.parse_task_detail(payload, task_id=task_id)
+        except ProtocolError as error:
+            raise ProtocolError(self.redact(str(error), secret), http_status=200) from None
+
+    async def post(
+        self,
+        path: str,
+        body: Mapping[str, object],
+        secret: tuple[str, ...],
+        operation: str,
+        *,
+        deadline: float | None = None,
+    ) -> object:
+        """POST ``body`` as JSON and return the decoded success payload.
+
+        A 401 lets the auth scheme refresh once, then the request is re-sent, re-signed.
+
+        Raises:
+            KooDriveError: A subclass for every failure.
+        """
+        session = self._get_session()
+        url = self._base.with_path(self._base_path + path)
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        timeout = self._request_timeout
+        if deadline is not None:
+            timeout = max(0.001, min(timeout, deadline - self.clock.monotonic()))
+        for refreshed in (False, True):
+            trace_id = new_trace_id()
+            now = self.clock.now()
+            auth_headers = await self._auth.headers("POST", url, data, now)
+            headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}
+            status, raw, response_headers = await self._send(session, url, data, headers, timeout, trace_id, operation)
+            if status == 401 and not refreshed and await self._auth.refresh(auth_headers):
+                logger.info("%s: credentials rejected, retrying once with refreshed ones", operation)
+                continue
+            return self._decode(status, raw, response_headers, trace_id, operation, secret, now)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        url: URL,
+        data: bytes,
+        headers: dict[str, str],
+        timeout: float,
+        trace_id: str,
+        operation: str,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        try:
+            async with session.post(
+                url,
+                data=data,
+                headers=headers,
+                allow_redirects=False,  # never carry credentials to wherever a redirect points
+                timeout=aiohttp.ClientTimeout(total=timeout),
+            ) as response:
+                raw = await self._read_capped(response, trace_id, operation)
+                return response.status, raw, response.headers
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"{operation} timed out after {timeout:g} s (trace id {trace_id}); "
+                "the server or network is slow: it will be retried while the wait's deadline allows",
+                trace_id=trace_id,
+            ) from None
+        except aiohttp.ClientConnectorError as error:
+            raise ConnectError(
+                f"{operation}: cannot connect to {url.host} ({type(error).__name__}, trace id {trace_id}); "
+                "check the base URL and the network",
+                trace_id=trace_id,
+            ) from None
+        except aiohttp.ClientError as error:
+            raise TransportError(
+                f"{operation}: the connection failed ({type(error).__name__}, trace id {trace_id})",
+                trace_id=trace_id,
+            ) from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, trace_id: str, operation: str) -> bytes:
+        cap = self._max_response_bytes
+        too_large = MalformedResponseError(
+            f"{operation}: the answer exceeds {cap} bytes and was not read (trace id {trace_id})",
+            trace_id=trace_id,
+            http_status=response.status,
+        )
+        if response.content_length is not None and response.content_length > cap:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := await response.content.read(65536):
+            size += len(chunk)
+            if size > cap:
+                raise too_large
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _decode(
+        self,
+        status: int,
+        raw: bytes,
+        headers: Mapping[str, str],
+        trace_id: str,
+        operation: str,
+        secret: tuple[str, ...],
+        sent_at: datetime,
+    ) -> object:
+        payload: Any
+        try:
+            payload = json.loads(raw) if raw else None
+            decoded = raw != b""
+        except (ValueError, RecursionError):
+            payload, decoded = None, False
+        if 200 <= status < 300:
+            if not decoded:
+                raise MalformedResponseError(
+                    f"{operation}: HTTP {status} with a body that is not JSON "
+                    f"({headers.get('Content-Type', 'no content type')}, {len(raw)} bytes, trace id {trace_id})",
+                    trace_id=trace_id,
+                    http_status=status,
+                )
+            if isinstance(payload, Mapping) and _wire.is_success_code(payload.get("code")):
+                return payload
+            if not isinstance(payload, Mapping):
+                raise ProtocolError(
+                    f"{operation}: expected a JSON object, got {type(payload).__name__} (trace id {trace_id})",
+                    trace_id=trace_id,
+                    http_status=status,
+                )
+        if 300 <= status < 400:
+            target = URL(headers.get("Location", "")).host or "another location"
+            raise ProtocolError(
+                f"{operation}: HTTP {status} redirect to {target}; redirects are not followed so "
+                f"credentials stay with {self._base.host}: check the base URL (trace id {trace_id})",
+                trace_id=trace_id,
+                http_status=status,
+            )
+        retry_after = _wire.parse_retry_after(headers.get("Retry-After"), now=self.clock.now())
+        error = _wire.api_error(
+            status,
+            payload,
+            trace_id=trace_id,
+            retry_after=retry_after,
+            operation=operation,
+            redact=lambda text: self.redact(text, secret),
+        )
+        if status == 401 and self._auth.clock_sensitive and not isinstance(error, ClockSkewError):
+            skew = _clock_skew(headers.get("Date"), sent_at)
+            if skew is not None and abs(skew) > _X_DATE_WINDOW:
+                error = ClockSkewError(
+                    f"{error}; this machine's clock is {abs(skew):.0f} s "
+                    f"{'ahead of' if skew > 0 else 'behind'} the server's, beyond the 15-minute "
+                    "X-Date window: synchronise the clock (NTP)",
+                    http_status=status,
+                    code=error.code,
+                    server_message=error.message,
+                    trace_id=trace_id,
+                    request_id=error.request_id,
+                )
+        logger.debug("%s: %s", operation, error)
+        raise error
+
+    def redact(self, text: str, extra: tuple[str, ...] = ()) -> str:
+        """``text`` with every known secret replaced by ``<redacted>``."""
+        for value in (*self._auth.secrets(), *extra):
+            if value and value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+
+def _clock_skew(server_date: str | None, sent_at: datetime) -> float | None:
+    """Seconds our clock is ahead of the server's, from its ``Date`` header."""
+    if not server_date:
+        return None
+    try:
+        server = email.utils.parsedate_to_datetime(server_date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if server.tzinfo is None:
+        server = server.replace(tzinfo=timezone.utc)
+    return (sent_at - server).total_seconds()
+
+
+def _require_ids(**ids: object) -> None:
+    for name, value in ids.items():
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")

@@ -1,0 +1,216 @@
+"""One stream of polls per task, shared by every wait on that task.
+
+There is no background task. Whichever waiting coroutine finds no leader becomes
+the leader: it sleeps until the next poll is due, polls, and hands every changed
+observation to every subscriber. The others wait on a future. When the leader
+leaves (it got its update, its deadline passed, or it was cancelled) it hands the
+lead to a subscriber still waiting, so cancelling one wait never stalls the others
+and cancelling all of them leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from typing import TYPE_CHECKING
+
+from ._models import TaskInfo
+from ._policy import PollPolicy
+from .exceptions import KooDriveError
+
+if TYPE_CHECKING:
+    from ._client import KooDriveClient
+
+logger = logging.getLogger("koodrive_tasks")
+
+StreamKey = tuple[str, str, str | None]
+
+
+class DeadlineReached(Exception):  # noqa: N818 - a signal inside the package, never raised to users
+    """A subscriber's deadline passed; its waiter turns this into ``WaitTimeoutError``."""
+
+
+class Subscriber:
+    """One wait's place in a stream: its deadline and the observations it has not taken."""
+
+    __slots__ = ("deadline", "pending", "wakeup")
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
+        self.pending: deque[TaskInfo] = deque()
+        self.wakeup: asyncio.Future[None] | None = None
+
+    def wake(self) -> None:
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+
+class PollStream:
+    """The polls of one task and what they observed."""
+
+    def __init__(
+        self,
+        registry: PollStreams,
+        key: StreamKey,
+        client: KooDriveClient,
+        policy: PollPolicy,
+    ) -> None:
+        self._registry = registry
+        self.key = key
+        self._client = client
+        self.policy = policy
+        share_id, task_id, kdstoken = key
+        self._body: dict[str, object] = {"taskId": task_id, "shareId": share_id}
+        if kdstoken is not None:
+            self._body["kdstoken"] = kdstoken
+        self._secret = (kdstoken,) if kdstoken else ()
+        self.subscribers: list[Subscriber] = []
+        self.leader: Subscriber | None = None
+        self.latest: TaskInfo | None = None
+        self.last_error: KooDriveError | None = None
+        self.fatal: KooDriveError | None = None
+        self.next_poll_at = -math.inf
+        self.polls = 0
+        self.failures = 0
+
+    @property
+    def task_id(self) -> str:
+        return self.key[1]
+
+    def subscribe(self, deadline: float | None) -> Subscriber:
+        sub = Subscriber(deadline)
+        if self.latest is not None:
+            sub.pending.append(self.latest)  # a late joiner's first observation
+        self.subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        if sub in self.subscribers:
+            self.subscribers.remove(sub)
+        if not self.subscribers:
+            self._registry.discard(self)
+
+    async def next(self, sub: Subscriber) -> TaskInfo:
+        """The next changed observation for ``sub``.
+
+        Raises:
+            DeadlineReached: When ``sub``'s deadline passes first.
+            KooDriveError: A non-retryable error met by the stream.
+        """
+        clock = self._client.clock
+        while True:
+            if sub.pending:
+                return sub.pending.popleft()
+            if self.fatal is not None:
+                raise self.fatal
+            if sub.deadline is not None and clock.monotonic() >= sub.deadline:
+                raise DeadlineReached
+            if self.leader is None:
+                self.leader = sub
+                try:
+                    await self._lead(sub)
+                finally:
+                    self.leader = None
+                    self._hand_off()
+            else:
+                sub.wakeup = asyncio.get_running_loop().create_future()
+                try:
+                    await sub.wakeup
+                finally:
+                    sub.wakeup = None
+
+    def _hand_off(self) -> None:
+        for other in self.subscribers:
+            if other.wakeup is not None and not other.pending:
+                other.wake()
+                return
+
+    def _earliest_deadline(self, now: float) -> float:
+        """Wake followers whose deadline passed; return the earliest deadline still ahead."""
+        earliest = math.inf
+        for sub in self.subscribers:
+            if sub.deadline is None:
+                continue
+            if sub.deadline <= now and sub is not self.leader:
+                sub.wake()
+            else:
+                earliest = min(earliest, sub.deadline)
+        return earliest
+
+    async def _lead(self, sub: Subscriber) -> None:
+        clock = self._client.clock
+        while not sub.pending and self.fatal is None:
+            now = clock.monotonic()
+            if sub.deadline is not None and now >= sub.deadline:
+                return
+            earliest = self._earliest_deadline(now)
+            if now < self.next_poll_at:
+                # Never sleep past anyone's deadline: followers rely on the leader to wake them.
+                await clock.sleep(min(self.next_poll_at, earliest) - now)
+                continue
+            await self._poll(None if math.isinf(earliest) else earliest)
+
+    async def _poll(self, deadline: float | None) -> None:
+        clock = self._client.clock
+        try:
+            info = await self._client.fetch_task(
+                self.key[0], self.task_id, self._body, self._secret, deadline=deadline
+            )
+        except KooDriveError as error:
+            if not error.retryable:
+                self._fail(error)
+                return
+            self.failures += 1
+            self.last_error = error
+            delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
+            self.next_poll_at = clock.monotonic() + delay
+            logger.info(
+                "task %s: %s, polling again in %.2f s", self.task_id, type(error).__name__, delay
+            )
+            return
+        self.failures = 0
+        self.polls += 1
+        previous, self.latest = self.latest, info
+        if previous is None or (previous.status, previous.progress) != (info.status, info.progress):
+            for other in self.subscribers:
+                other.pending.append(info)
+                other.wake()
+            logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
+        if info.is_terminal:
+            self._registry.discard(self)  # later waits on this task start a fresh stream
+        else:
+            self.next_poll_at = clock.monotonic() + self.policy.poll_delay(self.polls)
+
+    def _fail(self, error: KooDriveError) -> None:
+        self.fatal = error
+        self._registry.discard(self)
+        for other in self.subscribers:
+            other.wake()
+
+
+class PollStreams:
+    """A client's live streams, by (share id, task id, kdstoken)."""
+
+    def __init__(self) -> None:
+        self._streams: dict[StreamKey, PollStream] = {}
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def subscribe(
+        self, client: KooDriveClient, key: StreamKey, policy: PollPolicy, deadline: float | None
+    ) -> tuple[PollStream, Subscriber]:
+        """Join the task's stream, starting one if none is live.
+
+        The first wait's policy drives a shared stream.
+        """
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = PollStream(self, key, client, policy)
+        return stream, stream.subscribe(deadline)
+
+    def discard(self, stream: PollStream) -> None:
+        if self._streams.get(stream.key) is stream:
+            del self._streams[stream.key]

@@ -1,0 +1,96 @@
+"""A virtual clock for tests and simulations: sleeps take no real time.
+
+Time jumps to the earliest sleeper's wake-up once the event loop has nothing else
+ready to run, the way trio's autojump clock does. Real I/O still happens in real
+time (a request in flight does not stop virtual time from moving for others).
+Private: used by this project's tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from datetime import datetime, timedelta, timezone
+
+_IDLE_ROUNDS = 3
+
+
+class VirtualClock:
+    """Implements the ``Clock`` protocol in virtual time.
+
+    Args:
+        start: The initial monotonic reading.
+        wall_start: The wall-clock time at ``start``.
+    """
+
+    def __init__(
+        self,
+        start: float = 0.0,
+        wall_start: datetime = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc),
+    ) -> None:
+        self._now = start
+        self._start = start
+        self._wall_start = wall_start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._tick_scheduled = False
+        self._idle = 0
+        self.sleeps = 0
+
+    def monotonic(self) -> float:
+        """Virtual seconds."""
+        return self._now
+
+    def now(self) -> datetime:
+        """Virtual wall-clock time."""
+        return self._wall_start + timedelta(seconds=self._now - self._start)
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by hand, waking every sleeper that is due."""
+        self._now += seconds
+        self._wake_due()
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep ``seconds`` of virtual time."""
+        self.sleeps += 1
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), future))
+        self._schedule_tick(loop)
+        await future
+
+    def _schedule_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._tick_scheduled:
+            self._tick_scheduled = True
+            loop.call_soon(self._tick, loop)
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._tick_scheduled = False
+        while self._sleepers and self._sleepers[0][2].done():  # cancelled sleeps
+            heapq.heappop(self._sleepers)
+        if not self._sleepers:
+            return
+        ready = getattr(loop, "_ready", None)
+        if ready:  # others can still run: let them, and look again after
+            self._idle = 0
+            self._schedule_tick(loop)
+            return
+        self._idle += 1
+        if self._idle < _IDLE_ROUNDS:
+            self._schedule_tick(loop)
+            return
+        self._idle = 0
+        self._now = max(self._now, self._sleepers[0][0])
+        self._wake_due()
+        if self._sleepers:
+            self._schedule_tick(loop)
+
+    def _wake_due(self) -> None:
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)

@@ -1,0 +1,229 @@
+"""``TaskWaiter``: await a task's result, or iterate over its progress, or both."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Generator
+from typing import TYPE_CHECKING
+
+from yarl import URL
+
+from ._models import ProgressUpdate, TaskInfo, TaskResultCode, TaskStatus
+from ._policy import PollPolicy
+from ._redact import redact_url
+from ._streams import DeadlineReached, PollStream, PollStreams, Subscriber
+from .exceptions import (
+    InsecureURLError,
+    KooDriveError,
+    ProtocolError,
+    TaskCanceledError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from ._client import KooDriveClient
+
+logger = logging.getLogger("koodrive_tasks")
+
+
+class TaskWaiter:
+    """Waits for one task; created by :meth:`KooDriveClient.wait_for_task`.
+
+    * ``await waiter`` returns the ``downloadUrl`` of a completed package-download task.
+    * ``await waiter.final_info()`` returns the final :class:`TaskInfo` (any task type).
+    * ``async for update in waiter`` yields a :class:`ProgressUpdate` for the first
+      observation and for every change of status or progress, the terminal one
+      included, then ends.
+
+    All three share one poll loop: awaiting after or during iteration continues the
+    same polls. The deadline starts at the first await or iteration.
+    """
+
+    def __init__(
+        self,
+        client: KooDriveClient,
+        streams: PollStreams,
+        share_id: str,
+        task_id: str,
+        *,
+        kdstoken: str | None,
+        policy: PollPolicy,
+        timeout: float | None,
+    ) -> None:
+        self._client = client
+        self._streams = streams
+        self._key = (share_id, task_id, kdstoken)
+        self.task_id = task_id
+        self.policy = policy
+        self.timeout = timeout
+        self._deadline: float | None = None
+        self._stream: PollStream | None = None
+        self._sub: Subscriber | None = None
+        self._lock = asyncio.Lock()
+        self._final: TaskInfo | None = None
+        self._error: KooDriveError | None = None
+        self._last: TaskInfo | None = None
+        self._iterating = False
+        self._backlog: deque[ProgressUpdate] = deque()
+
+    def __repr__(self) -> str:
+        state = "running"
+        if self._final is not None:
+            state = self._final.status.name.lower()
+        elif self._error is not None:
+            state = type(self._error).__name__
+        return f"<TaskWaiter task_id={self.task_id!r} {state}>"
+
+    @property
+    def last_info(self) -> TaskInfo | None:
+        """The latest observation, or ``None`` before the first poll answered."""
+        return self._last
+
+    @property
+    def done(self) -> bool:
+        """Whether the wait has ended (result or error)."""
+        return self._final is not None or self._error is not None
+
+    # --- consuming the stream ------------------------------------------------------------
+
+    async def _advance(self) -> None:
+        """Take one observation (the caller holds ``_lock``)."""
+        clock = self._client.clock
+        if self._deadline is None and self.timeout is not None:
+            self._deadline = clock.monotonic() + self.timeout
+        if self._sub is None:
+            self._stream, self._sub = self._streams.subscribe(
+                self._client, self._key, self.policy, self._deadline
+            )
+        assert self._stream is not None  # noqa: S101 - set together with _sub
+        try:
+            info = await self._stream.next(self._sub)
+        except DeadlineReached:
+            self._error = self._timeout_error()
+            self._leave()
+            raise self._error from None
+        except KooDriveError as error:
+            self._error = error
+            self._leave()
+            raise
+        except BaseException:
+            # Cancelled: leave the stream so it does not keep observations for nobody;
+            # awaiting this waiter again joins afresh.
+            self._leave()
+            raise
+        self._last = info
+        if self._iterating:
+            self._backlog.append(ProgressUpdate.of(info))
+        if info.is_terminal:
+            self._final = info
+            self._leave()
+
+    def _leave(self) -> None:
+        if self._stream is not None and self._sub is not None:
+            self._stream.unsubscribe(self._sub)
+        self._stream = self._sub = None
+
+    def _timeout_error(self) -> WaitTimeoutError:
+        last = self._stream.latest if self._stream is not None else self._last
+        last_error = self._stream.last_error if self._stream is not None else None
+        seen = "no answer yet" if last is None else f"last seen {last.status.name.lower()} at {last.progress} %"
+        cause = f"; last error: {last_error}" if last_error is not None else ""
+        return WaitTimeoutError(
+            f"task {self.task_id} did not end within {self.timeout:g} s ({seen}{cause}); "
+            "raise the timeout or check the task in KooDrive",
+            task_id=self.task_id,
+            timeout=self.timeout or 0.0,
+            last_info=last,
+            last_error=last_error,
+        )
+
+    def __aiter__(self) -> AsyncIterator[ProgressUpdate]:
+        return self
+
+    async def __anext__(self) -> ProgressUpdate:
+        if not self._iterating:
+            self._iterating = True
+            if self._final is not None:  # already awaited: still show how it ended
+                self._backlog.append(ProgressUpdate.of(self._final))
+        while not self._backlog:
+            if self._final is not None:
+                raise StopAsyncIteration
+            if self._error is not None:
+                raise self._error
+            async with self._lock:
+                if not self._backlog and not self.done:
+                    await self._advance()
+        return self._backlog.popleft()
+
+    async def final_info(self) -> TaskInfo:
+        """Wait for the task to end and return its final state.
+
+        Returns:
+            The final :class:`TaskInfo`; partially failed tasks are returned (with a
+            warning logged), ``info.failed_files`` says which files failed.
+
+        Raises:
+            TaskFailedError: The task completed and every file failed.
+            TaskCanceledError: The task was canceled.
+            WaitTimeoutError: The deadline passed first.
+            KooDriveError: Polling met a non-retryable error.
+        """
+        while self._final is None:
+            if self._error is not None:
+                raise self._error
+            async with self._lock:
+                if not self.done:
+                    await self._advance()
+        return self._judge(self._final)
+
+    def _judge(self, info: TaskInfo) -> TaskInfo:
+        if info.status is TaskStatus.CANCELED:
+            raise TaskCanceledError(
+                f"task {info.task_id} was canceled at {info.progress} %", info=info
+            )
+        if info.result_code is TaskResultCode.ALL_FAILED:
+            raise TaskFailedError(
+                f"task {info.task_id} completed but every file failed "
+                f"({len(info.failed_files) or 'all'} files); check the files' state in the share",
+                info=info,
+            )
+        if info.result_code is TaskResultCode.PARTIALLY_FAILED:
+            failed = [f.file_id for f in info.failed_files]
+            logger.warning(
+                "task %s completed with some files failed%s",
+                info.task_id,
+                f": {', '.join(failed[:20])}{' …' if len(failed) > 20 else ''}" if failed else "",
+            )
+        return info
+
+    async def download_url(self) -> str:
+        """Wait for a package-download task and return its ``downloadUrl``.
+
+        Raises:
+            ProtocolError: The completed task has no URL (a dump task has none:
+                use :meth:`final_info`).
+            InsecureURLError: The URL is not ``https`` and the client does not
+                allow insecure URLs.
+            TaskFailedError, TaskCanceledError, WaitTimeoutError, KooDriveError:
+                As :meth:`final_info`.
+        """
+        info = await self.final_info()
+        url = info.download_url
+        if not url:
+            raise ProtocolError(
+                f"task {info.task_id} completed without a downloadUrl; a dump task has none: "
+                "use `await waiter.final_info()` for it"
+            )
+        scheme = URL(url).scheme if "://" in url else ""
+        if scheme != "https" and not (scheme == "http" and self._client.allow_insecure_urls):
+            raise InsecureURLError(
+                f"task {info.task_id}: refusing downloadUrl {redact_url(url)}: it is not https "
+                "(pass allow_insecure_urls=True to the client to accept http, e.g. an emulator)"
+            )
+        return url
+
+    def __await__(self) -> Generator[object, None, str]:
+        return self.download_url().__await__()

@@ -1,0 +1,80 @@
+"""Fakes shared by the tests: a KooDrive mocked with aioresponses and response-body builders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import client_reqrep
+from aioresponses import aioresponses
+
+from koodrive_tasks import PollPolicy
+
+BASE = "https://kd.example.com"
+DETAIL = f"{BASE}/koodrive/ose/v1/share/taskDetail"
+CREATE = f"{BASE}/koodrive/ose/v1/share/tasks"
+TOKEN = "tok-SECRET-0123456789"
+URL_QUERY = "X-Sig=SIGNED-QUERY-SECRET&Expires=1"
+PACKAGE_URL = f"https://obs.example.com/pkg/a.zip?{URL_QUERY}"
+
+
+class _NullStreamWriter:
+    """What aiohttp >= 3.14 expects as `stream_writer` for a request already sent."""
+
+    output_size = 0
+
+
+class CompatClientResponse(client_reqrep.ClientResponse):
+    """aioresponses 0.7.x builds responses without `stream_writer` (aioresponses#289)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", _NullStreamWriter())
+        super().__init__(*args, **kwargs)
+
+
+class MockKooDrive(aioresponses):
+    """aioresponses that works with aiohttp 3.14 and knows KooDrive's routes."""
+
+    def add(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        kwargs.setdefault("response_class", CompatClientResponse)
+        super().add(*args, **kwargs)
+
+    def detail(self, *, status: int = 200, repeat: bool = False, **kwargs: Any) -> None:
+        self.post(DETAIL, status=status, repeat=repeat, **kwargs)
+
+    def requests_to(self, url: str) -> list[Any]:
+        return [call for (method, u), calls in self.requests.items() if str(u) == url for call in calls]
+
+
+def shape_a(status: int, progress: int = 0, *, result: int = 0, url: str = "", task_id: str = "t1", **extra: Any) -> dict[str, Any]:
+    """A taskDetail body in the older documented shape."""
+    return {
+        "code": "0",
+        "msg": "成功",
+        "taskInfo": {
+            "userId": "u1", "taskId": task_id, "taskType": 1, "taskStatus": status,
+            "taskResultCode": result, "resultCode": 0, "createTime": "20261129101500",
+            "startTime": "20261129101501" if status else "", "endTime": "20261129102000" if status >= 2 else "",
+            "progress": progress, "downloadUrl": url, **extra,
+        },
+    }
+
+
+def shape_b(status: int, progress: int = 0, *, result: int = 0, url: str = "", task_id: str = "t1", files: Any = None, **extra: Any) -> dict[str, Any]:
+    """A taskDetail body in the current documented shape."""
+    body: dict[str, Any] = {
+        "code": 0,
+        "msg": "success",
+        "jobInfo": {
+            "userId": "u1", "taskId": task_id, "taskType": 1, "taskStatus": status,
+            "taskResultCode": result, "resultCode": 0, "createTime": "20261129101500",
+            "startTime": "", "endTime": "", "progress": progress, "downloadUrl": url, **extra,
+        },
+    }
+    if files is not None:
+        body["taskInfos"] = files
+    return body
+
+
+
+FAST = PollPolicy(initial_delay=1.0, factor=2.0, max_delay=8.0, jitter=0.0, timeout=600.0)
+"""Deterministic polling: 1, 2, 4, 8, 8 ... virtual seconds apart."""
