@@ -260,6 +260,7 @@ _HINTS: dict[type[exc.APIError], str] = {
     exc.RateLimitedError: "the server throttles this client: slow down",
     exc.ServerError: "the server failed: retry later",
 }
+_GATEWAY_AUTH = frozenset({"0301", "0302", "0303", "0304", "0305", "0307"})
 _SKEW_WORDS = ("x-date", "timestamp", "clock", "time skew", "expired date")
 
 
@@ -282,14 +283,22 @@ def _error_parts(payload: object) -> tuple[str | None, str | None, str | None]:
     return text(code), text(message), text(request_id)
 
 
+def _gateway_number(code: str | None) -> str | None:
+    """``"0303"`` from ``"APIGW.0303"`` or ``"APIG.0303"``."""
+    prefix, dot, number = (code or "").partition(".")
+    return number if dot and prefix in ("APIGW", "APIG") else None
+
+
 def _error_class(status: int, code: str | None, message: str | None) -> type[exc.APIError]:
-    if status == 401 or (code or "").startswith(("APIGW.03", "APIG.03")):
+    gateway = _gateway_number(code)
+    # APIGW.0308 is throttling, inside the 03xx range the gateway otherwise uses for auth.
+    if status == 429 or gateway == "0308":
+        return exc.RateLimitedError
+    if status == 401 or gateway in _GATEWAY_AUTH:
         lowered = (message or "").lower()
         if any(word in lowered for word in _SKEW_WORDS):
             return exc.ClockSkewError
         return exc.AuthenticationError
-    if status == 429:
-        return exc.RateLimitedError
     if status >= 500:
         return exc.ServerError
     if code in _CODE_ERRORS:
