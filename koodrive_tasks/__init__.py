@@ -13,6 +13,7 @@ the download URL of the finished package::
 from ._auth import AppSignature, BearerToken
 from ._client import KooDriveClient
 from ._clock import AsyncioClock, Clock
+from ._many import CompletionStream, TaskBatch, TaskOutcome, TaskRef, UpdateStream
 from ._models import (
     FileResult,
     FileStatus,
@@ -56,6 +57,7 @@ __all__ = [
     "BearerToken",
     "Clock",
     "ClockSkewError",
+    "CompletionStream",
     "ConnectError",
     "FileResult",
     "FileStatus",
@@ -74,14 +76,18 @@ __all__ = [
     "RequestTimeoutError",
     "ServerError",
     "TargetFolder",
+    "TaskBatch",
     "TaskCanceledError",
     "TaskError",
     "TaskFailedError",
     "TaskInfo",
+    "TaskOutcome",
+    "TaskRef",
     "TaskResultCode",
     "TaskStatus",
     "TaskType",
     "TaskWaiter",
     "TransportError",
+    "UpdateStream",
     "WaitTimeoutError",
 ]

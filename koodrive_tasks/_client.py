@@ -6,6 +6,7 @@ import email.utils
 import json
 import logging
 import secrets
+import weakref
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from types import EllipsisType, TracebackType
@@ -17,6 +18,7 @@ from yarl import URL
 from . import _wire
 from ._auth import Auth
 from ._clock import AsyncioClock, Clock
+from ._many import CompletionStream, TaskBatch, TaskLike, TaskOutcome, TaskRef, UpdateStream
 from ._models import TargetFolder, TaskInfo, TaskType
 from ._policy import PollPolicy
 from ._redact import REDACTED
@@ -131,6 +133,7 @@ class KooDriveClient:
         self.allow_insecure_urls = allow_insecure_urls
         self.clock: Clock = clock or AsyncioClock()
         self._streams = PollStreams()
+        self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -149,8 +152,13 @@ class KooDriveClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the session if the client created it; a caller's session stays open."""
+        """Stop running batches; close the session if the client created it.
+
+        A session passed in by the caller stays open.
+        """
         self._closed = True
+        for batch in list(self._batches):
+            await batch.aclose()
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -290,13 +298,73 @@ class KooDriveClient:
             InvalidArgumentError: If an id or the timeout is invalid.
         """
         _require_ids(share_id=share_id, task_id=task_id)
-        chosen = policy or self.policy
-        effective = chosen.timeout if isinstance(timeout, EllipsisType) else timeout
+        return TaskWaiter(
+            self,
+            self._streams,
+            share_id,
+            task_id,
+            kdstoken=kdstoken,
+            policy=policy or self.policy,
+            timeout=self._timeout(timeout, policy),
+        )
+
+    def watch_many(
+        self,
+        tasks: Iterable[TaskLike],
+        *,
+        timeout: float | None | EllipsisType = ...,
+        policy: PollPolicy | None = None,
+    ) -> UpdateStream:
+        """Merge the progress of several tasks into one stream.
+
+        ``async with kd.watch_many(tasks) as stream: async for ref, update in stream: ...``
+        yields every change of every task; afterwards ``stream.outcomes`` holds each
+        task's :class:`TaskOutcome`. One task failing does not stop the others.
+
+        Args:
+            tasks: :class:`TaskRef` objects or ``(share_id, task_id)`` tuples.
+            timeout: Per-task deadline, as in :meth:`wait_for_task`.
+            policy: Polling policy; by default the client's.
+        """
+        return UpdateStream(self, tasks, updates=True, timeout=self._timeout(timeout, policy), policy=policy)
+
+    def as_completed(
+        self,
+        tasks: Iterable[TaskLike],
+        *,
+        timeout: float | None | EllipsisType = ...,
+        policy: PollPolicy | None = None,
+    ) -> CompletionStream:
+        """Yield each task's :class:`TaskOutcome` as soon as it ends (URL or typed error).
+
+        Use as ``async with kd.as_completed(tasks) as done: async for outcome in done:``.
+        """
+        return CompletionStream(self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy)
+
+    async def wait_many(
+        self,
+        tasks: Iterable[TaskLike],
+        *,
+        timeout: float | None | EllipsisType = ...,
+        policy: PollPolicy | None = None,
+    ) -> dict[TaskRef, TaskOutcome]:
+        """Wait for every task; return each one's :class:`TaskOutcome`, in the order given.
+
+        A failed, canceled or timed-out task is an outcome with ``error`` set; it never
+        aborts the others.
+        """
+        batch = TaskBatch(self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy)
+        return await batch.results()
+
+    def track(self, batch: TaskBatch) -> None:
+        """Remember a running batch so that :meth:`close` can stop it."""
+        self._batches.add(batch)
+
+    def _timeout(self, timeout: float | None | EllipsisType, policy: PollPolicy | None) -> float | None:
+        effective = (policy or self.policy).timeout if isinstance(timeout, EllipsisType) else timeout
         if effective is not None and not effective > 0:
             raise InvalidArgumentError(f"timeout must be > 0 or None, got {effective!r}")
-        return TaskWaiter(
-            self, self._streams, share_id, task_id, kdstoken=kdstoken, policy=chosen, timeout=effective
-        )
+        return effective
 
     # --- the request path ----------------------------------------------------------------
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from unittest import mock
+
 from aiohttp import client_reqrep
 from aioresponses import aioresponses
+from aioresponses import core as aioresponses_core
 
 from koodrive_tasks import PollPolicy
 
@@ -34,9 +37,16 @@ class CompatClientResponse(client_reqrep.ClientResponse):
 class MockKooDrive(aioresponses):
     """aioresponses that works with aiohttp 3.14 and knows KooDrive's routes."""
 
-    def add(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        kwargs.setdefault("response_class", CompatClientResponse)
-        super().add(*args, **kwargs)
+    def __enter__(self) -> MockKooDrive:
+        # aioresponses falls back to the module-level name for plain and callback responses.
+        self._compat = mock.patch.object(aioresponses_core, "ClientResponse", CompatClientResponse)
+        self._compat.start()
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        super().__exit__(*exc_info)
+        self._compat.stop()
 
     def detail(self, *, status: int = 200, repeat: bool = False, **kwargs: Any) -> None:
         self.post(DETAIL, status=status, repeat=repeat, **kwargs)

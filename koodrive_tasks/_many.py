@@ -1,0 +1,214 @@
+"""Waiting on many tasks at once: per-task outcomes, merged progress, completion order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Union
+
+import attrs
+
+from ._models import ProgressUpdate, TaskInfo, TaskType
+from ._policy import PollPolicy
+from ._redact import secret_repr
+from .exceptions import InvalidArgumentError, KooDriveError
+
+if TYPE_CHECKING:
+    from ._client import KooDriveClient
+
+
+@attrs.frozen
+class TaskRef:
+    """Which task to wait for.
+
+    Attributes:
+        share_id: The share the task belongs to.
+        task_id: The task's id.
+        kdstoken: The share link's temporary token, if any (hidden in ``repr``).
+    """
+
+    share_id: str
+    task_id: str
+    kdstoken: str | None = attrs.field(default=None, repr=secret_repr)
+
+    @classmethod
+    def of(cls, value: TaskRef | tuple[str, str] | tuple[str, str, str | None]) -> TaskRef:
+        """Accept a ``TaskRef`` or a ``(share_id, task_id[, kdstoken])`` tuple."""
+        if isinstance(value, TaskRef):
+            return value
+        if isinstance(value, tuple) and len(value) in (2, 3):
+            return cls(*value)
+        raise InvalidArgumentError(
+            f"expected a TaskRef or a (share_id, task_id) tuple, got {type(value).__name__}"
+        )
+
+
+TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]
+
+
+@attrs.frozen
+class TaskOutcome:
+    """How one task of a batch ended.
+
+    Attributes:
+        ref: The task.
+        info: The final (or, after an error, the last seen) state, if any.
+        download_url: The package link of a completed package-download task.
+        error: Why the wait failed (``TaskFailedError``, ``TaskCanceledError``,
+            ``WaitTimeoutError``, …), or ``None`` on success.
+    """
+
+    ref: TaskRef
+    info: TaskInfo | None
+    download_url: str | None = attrs.field(default=None, repr=lambda url: "<redacted>" if url else "None")
+    error: KooDriveError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the task completed with at least one file succeeded."""
+        return self.error is None
+
+
+@attrs.define
+class _Crash:
+    """A bug inside a worker, re-raised in the consumer instead of hanging it."""
+
+    error: BaseException
+
+
+_Event = Union[tuple[TaskRef, ProgressUpdate], TaskOutcome, _Crash]
+
+
+class TaskBatch:
+    """Waits for several tasks; iterate it, or use it as an async context manager.
+
+    Created by :meth:`KooDriveClient.watch_many` (yields ``(ref, update)`` pairs) and
+    :meth:`KooDriveClient.as_completed` (yields :class:`TaskOutcome` as tasks end).
+    Outcomes collected so far are in :attr:`outcomes`. Leaving the ``async with``
+    block, or :meth:`aclose`, stops every wait still running.
+    """
+
+    def __init__(
+        self,
+        client: KooDriveClient,
+        tasks: Iterable[TaskLike],
+        *,
+        updates: bool,
+        timeout: float | None,
+        policy: PollPolicy | None,
+    ) -> None:
+        refs = [TaskRef.of(task) for task in tasks]
+        self._refs = list(dict.fromkeys(refs))  # one wait per task, order kept
+        self._client = client
+        self._updates = updates
+        self._timeout = timeout
+        self._policy = policy
+        self._queue: asyncio.Queue[_Event] = asyncio.Queue()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._started = False
+        self.outcomes: dict[TaskRef, TaskOutcome] = {}
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    async def __aenter__(self) -> TaskBatch:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Cancel the waits still running and wait until they have stopped."""
+        for worker in self._workers:
+            worker.cancel()
+        if self._workers:
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+
+    def _start(self) -> None:
+        self._started = True
+        for ref in self._refs:
+            worker = asyncio.create_task(self._wait(ref), name=f"koodrive-wait-{ref.task_id}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        self._client.track(self)
+
+    async def _wait(self, ref: TaskRef) -> None:
+        waiter = self._client.wait_for_task(
+            ref.share_id, ref.task_id, kdstoken=ref.kdstoken, timeout=self._timeout, policy=self._policy
+        )
+        try:
+            if self._updates:
+                async for update in waiter:
+                    self._queue.put_nowait((ref, update))
+            info = await waiter.final_info()
+            url = None
+            if info.task_type is not TaskType.DUMP and (info.download_url or info.task_type is not None):
+                url = await waiter.download_url()
+            self._queue.put_nowait(TaskOutcome(ref, info, url))
+        except KooDriveError as error:
+            last: TaskInfo | None = getattr(error, "info", None) or waiter.last_info
+            self._queue.put_nowait(TaskOutcome(ref, last, None, error))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as error:  # a bug: surface it rather than hang the consumer
+            self._queue.put_nowait(_Crash(error))
+            raise
+
+    async def _next_event(self) -> _Event | None:
+        if not self._started:
+            self._start()
+        if len(self.outcomes) == len(self._refs) and self._queue.empty():
+            return None
+        event = await self._queue.get()
+        if isinstance(event, _Crash):
+            await self.aclose()
+            raise event.error
+        if isinstance(event, TaskOutcome):
+            self.outcomes[event.ref] = event
+        return event
+
+    async def results(self) -> dict[TaskRef, TaskOutcome]:
+        """Wait for every task and return the outcomes, in the order the tasks were given."""
+        try:
+            while await self._next_event() is not None:
+                pass
+        finally:
+            await self.aclose()
+        return {ref: self.outcomes[ref] for ref in self._refs}
+
+
+class UpdateStream(TaskBatch):
+    """``async for ref, update in kd.watch_many(tasks)``: every change of every task."""
+
+    def __aiter__(self) -> AsyncIterator[tuple[TaskRef, ProgressUpdate]]:
+        return self
+
+    async def __anext__(self) -> tuple[TaskRef, ProgressUpdate]:
+        while True:
+            event = await self._next_event()
+            if event is None:
+                raise StopAsyncIteration
+            if isinstance(event, tuple):
+                return event
+
+
+class CompletionStream(TaskBatch):
+    """``async for outcome in kd.as_completed(tasks)``: each task's outcome as it ends."""
+
+    def __aiter__(self) -> AsyncIterator[TaskOutcome]:
+        return self
+
+    async def __anext__(self) -> TaskOutcome:
+        while True:
+            event = await self._next_event()
+            if event is None:
+                raise StopAsyncIteration
+            if isinstance(event, TaskOutcome):
+                return event
