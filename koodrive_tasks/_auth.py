@@ -126,7 +126,9 @@ class AppSignature:
         self._secret = app_secret
 
     def __repr__(self) -> str:
-        return f"AppSignature(app_id={self.app_id!r}, app_secret=<redacted>, user_id={self.user_id!r})"
+        return (
+            f"AppSignature(app_id={self.app_id!r}, app_secret=<redacted>, user_id={self.user_id!r})"
+        )
 
     def sign(self, method: str, url: URL, body: bytes, now: datetime) -> dict[str, str]:
         """The headers that sign this request at ``now`` (pure; see ``_signing``)."""
@@ -140,7 +142,9 @@ class AppSignature:
             "Host": host,
             "X-Date": signed["x-date"],
             "X-User-Id": self.user_id,
-            "Authorization": _signing.authorization_header(self.app_id, sig, _signing.SIGNED_HEADERS),
+            "Authorization": _signing.authorization_header(
+                self.app_id, sig, _signing.SIGNED_HEADERS
+            ),
         }
 
     async def headers(self, method: str, url: URL, body: bytes, now: datetime) -> dict[str, str]:

@@ -198,7 +198,9 @@ class KooDriveClient:
                 if not error.retryable or attempt == self._attempts:
                     raise
                 delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
-                logger.info("retrying task %s in %.2f s after %s", task_id, delay, type(error).__name__)
+                logger.info(
+                    "retrying task %s in %.2f s after %s", task_id, delay, type(error).__name__
+                )
                 await self.clock.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -235,7 +237,9 @@ class KooDriveClient:
         ids = tuple(file_ids) if not isinstance(file_ids, str) else (file_ids,)
         _require_ids(share_id=share_id, container_id=container_id)
         if not 1 <= len(ids) <= MAX_FILE_IDS:
-            raise InvalidArgumentError(f"file_ids must hold 1 to {MAX_FILE_IDS} ids, got {len(ids)}")
+            raise InvalidArgumentError(
+                f"file_ids must hold 1 to {MAX_FILE_IDS} ids, got {len(ids)}"
+            )
         if not all(isinstance(i, str) and i for i in ids):
             raise InvalidArgumentError("every file id must be a non-empty string")
         task_type = TaskType(task_type)
@@ -245,7 +249,9 @@ class KooDriveClient:
             if target is not None:
                 raise InvalidArgumentError("target is for dump tasks, not package downloads")
         elif target is None:
-            raise InvalidArgumentError("a dump task needs target=TargetFolder(container_id, file_id)")
+            raise InvalidArgumentError(
+                "a dump task needs target=TargetFolder(container_id, file_id)"
+            )
         elif zip_name is not None:
             raise InvalidArgumentError("zip_name is for package-download tasks, not dumps")
         body = _wire.share_task_body(
@@ -267,7 +273,9 @@ class KooDriveClient:
                 safe = isinstance(error, (ConnectError, RateLimitedError))
                 if not safe or attempt == self._attempts:
                     raise
-                await self.clock.sleep(self.policy.retry_delay(attempt, getattr(error, "retry_after", None)))
+                await self.clock.sleep(
+                    self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def wait_for_task(
@@ -276,7 +284,7 @@ class KooDriveClient:
         task_id: str,
         *,
         kdstoken: str | None = None,
-        timeout: float | None | EllipsisType = ...,
+        timeout: float | EllipsisType | None = ...,
         policy: PollPolicy | None = None,
     ) -> TaskWaiter:
         """Wait for a task to end; await the result, or iterate for progress updates.
@@ -312,7 +320,7 @@ class KooDriveClient:
         self,
         tasks: Iterable[TaskLike],
         *,
-        timeout: float | None | EllipsisType = ...,
+        timeout: float | EllipsisType | None = ...,
         policy: PollPolicy | None = None,
     ) -> UpdateStream:
         """Merge the progress of several tasks into one stream.
@@ -326,26 +334,30 @@ class KooDriveClient:
             timeout: Per-task deadline, as in :meth:`wait_for_task`.
             policy: Polling policy; by default the client's.
         """
-        return UpdateStream(self, tasks, updates=True, timeout=self._timeout(timeout, policy), policy=policy)
+        return UpdateStream(
+            self, tasks, updates=True, timeout=self._timeout(timeout, policy), policy=policy
+        )
 
     def as_completed(
         self,
         tasks: Iterable[TaskLike],
         *,
-        timeout: float | None | EllipsisType = ...,
+        timeout: float | EllipsisType | None = ...,
         policy: PollPolicy | None = None,
     ) -> CompletionStream:
         """Yield each task's :class:`TaskOutcome` as soon as it ends (URL or typed error).
 
         Use as ``async with kd.as_completed(tasks) as done: async for outcome in done:``.
         """
-        return CompletionStream(self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy)
+        return CompletionStream(
+            self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy
+        )
 
     async def wait_many(
         self,
         tasks: Iterable[TaskLike],
         *,
-        timeout: float | None | EllipsisType = ...,
+        timeout: float | EllipsisType | None = ...,
         policy: PollPolicy | None = None,
     ) -> dict[TaskRef, TaskOutcome]:
         """Wait for every task; return each one's :class:`TaskOutcome`, in the order given.
@@ -353,15 +365,21 @@ class KooDriveClient:
         A failed, canceled or timed-out task is an outcome with ``error`` set; it never
         aborts the others.
         """
-        batch = TaskBatch(self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy)
+        batch = TaskBatch(
+            self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy
+        )
         return await batch.results()
 
     def track(self, batch: TaskBatch) -> None:
         """Remember a running batch so that :meth:`close` can stop it."""
         self._batches.add(batch)
 
-    def _timeout(self, timeout: float | None | EllipsisType, policy: PollPolicy | None) -> float | None:
-        effective = (policy or self.policy).timeout if isinstance(timeout, EllipsisType) else timeout
+    def _timeout(
+        self, timeout: float | EllipsisType | None, policy: PollPolicy | None
+    ) -> float | None:
+        effective = (
+            (policy or self.policy).timeout if isinstance(timeout, EllipsisType) else timeout
+        )
         if effective is not None and not effective > 0:
             raise InvalidArgumentError(f"timeout must be > 0 or None, got {effective!r}")
         return effective
@@ -378,7 +396,9 @@ class KooDriveClient:
         deadline: float | None,
     ) -> TaskInfo:
         """One ``taskDetail`` request, parsed; no retries beyond one auth refresh."""
-        payload = await self.post(TASK_DETAIL_PATH, body, secret, f"query task {task_id}", deadline=deadline)
+        payload = await self.post(
+            TASK_DETAIL_PATH, body, secret, f"query task {task_id}", deadline=deadline
+        )
         try:
             return _wire.parse_task_detail(payload, task_id=task_id)
         except ProtocolError as error:
@@ -411,9 +431,13 @@ class KooDriveClient:
             now = self.clock.now()
             auth_headers = await self._auth.headers("POST", url, data, now)
             headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}
-            status, raw, response_headers = await self._send(session, url, data, headers, timeout, trace_id, operation)
+            status, raw, response_headers = await self._send(
+                session, url, data, headers, timeout, trace_id, operation
+            )
             if status == 401 and not refreshed and await self._auth.refresh(auth_headers):
-                logger.info("%s: credentials rejected, retrying once with refreshed ones", operation)
+                logger.info(
+                    "%s: credentials rejected, retrying once with refreshed ones", operation
+                )
                 continue
             return self._decode(status, raw, response_headers, trace_id, operation, secret, now)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -456,7 +480,9 @@ class KooDriveClient:
                 trace_id=trace_id,
             ) from None
 
-    async def _read_capped(self, response: aiohttp.ClientResponse, trace_id: str, operation: str) -> bytes:
+    async def _read_capped(
+        self, response: aiohttp.ClientResponse, trace_id: str, operation: str
+    ) -> bytes:
         cap = self._max_response_bytes
         too_large = MalformedResponseError(
             f"{operation}: the answer exceeds {cap} bytes and was not read (trace id {trace_id})",

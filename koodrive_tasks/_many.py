@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypeVar, Union
 
 import attrs
 
@@ -44,7 +44,7 @@ class TaskRef:
         )
 
 
-TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]
+TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
 
 
 @attrs.frozen
@@ -61,7 +61,9 @@ class TaskOutcome:
 
     ref: TaskRef
     info: TaskInfo | None
-    download_url: str | None = attrs.field(default=None, repr=lambda url: "<redacted>" if url else "None")
+    download_url: str | None = attrs.field(
+        default=None, repr=lambda url: "<redacted>" if url else "None"
+    )
     error: KooDriveError | None = None
 
     @property
@@ -77,7 +79,8 @@ class _Crash:
     error: BaseException
 
 
-_Event = Union[tuple[TaskRef, ProgressUpdate], TaskOutcome, _Crash]
+_B = TypeVar("_B", bound="TaskBatch")
+_Event = Union[tuple[TaskRef, ProgressUpdate], TaskOutcome, _Crash]  # noqa: UP007 - a runtime alias on 3.10
 
 
 class TaskBatch:
@@ -112,7 +115,7 @@ class TaskBatch:
     def __len__(self) -> int:
         return len(self._refs)
 
-    async def __aenter__(self) -> TaskBatch:
+    async def __aenter__(self: _B) -> _B:
         return self
 
     async def __aexit__(
@@ -141,7 +144,11 @@ class TaskBatch:
 
     async def _wait(self, ref: TaskRef) -> None:
         waiter = self._client.wait_for_task(
-            ref.share_id, ref.task_id, kdstoken=ref.kdstoken, timeout=self._timeout, policy=self._policy
+            ref.share_id,
+            ref.task_id,
+            kdstoken=ref.kdstoken,
+            timeout=self._timeout,
+            policy=self._policy,
         )
         try:
             if self._updates:
@@ -149,7 +156,9 @@ class TaskBatch:
                     self._queue.put_nowait((ref, update))
             info = await waiter.final_info()
             url = None
-            if info.task_type is not TaskType.DUMP and (info.download_url or info.task_type is not None):
+            if info.task_type is not TaskType.DUMP and (
+                info.download_url or info.task_type is not None
+            ):
                 url = await waiter.download_url()
             self._queue.put_nowait(TaskOutcome(ref, info, url))
         except KooDriveError as error:

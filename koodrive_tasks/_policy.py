@@ -31,8 +31,12 @@ def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -
         raise InvalidArgumentError(f"{attribute.name} must be between 0 and 1, got {value!r}")
 
 
-def _optional_positive(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and value > 0 and not math.isnan(value)):
+def _optional_positive(
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is not None and not (
+        isinstance(value, (int, float)) and value > 0 and not math.isnan(value)
+    ):
         raise InvalidArgumentError(f"{attribute.name} must be > 0 or None, got {value!r}")
 
 

@@ -67,6 +67,7 @@ class TaskWaiter:
         self._error: KooDriveError | None = None
         self._last: TaskInfo | None = None
         self._iterating = False
+        self._warned = False
         self._backlog: deque[ProgressUpdate] = deque()
 
     def __repr__(self) -> str:
@@ -129,7 +130,11 @@ class TaskWaiter:
     def _timeout_error(self) -> WaitTimeoutError:
         last = self._stream.latest if self._stream is not None else self._last
         last_error = self._stream.last_error if self._stream is not None else None
-        seen = "no answer yet" if last is None else f"last seen {last.status.name.lower()} at {last.progress} %"
+        seen = (
+            "no answer yet"
+            if last is None
+            else f"last seen {last.status.name.lower()} at {last.progress} %"
+        )
         cause = f"; last error: {last_error}" if last_error is not None else ""
         return WaitTimeoutError(
             f"task {self.task_id} did not end within {self.timeout:g} s ({seen}{cause}); "
@@ -190,7 +195,8 @@ class TaskWaiter:
                 f"({len(info.failed_files) or 'all'} files); check the files' state in the share",
                 info=info,
             )
-        if info.result_code is TaskResultCode.PARTIALLY_FAILED:
+        if info.result_code is TaskResultCode.PARTIALLY_FAILED and not self._warned:
+            self._warned = True
             failed = [f.file_id for f in info.failed_files]
             logger.warning(
                 "task %s completed with some files failed%s",

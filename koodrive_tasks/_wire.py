@@ -76,7 +76,9 @@ def _enum_hook(enum_type: type[_E], *, zero_is_none: bool = False) -> Callable[.
             return enum_type(number)
         except ValueError:
             allowed = ", ".join(str(m.value) for m in enum_type)
-            raise ValueError(f"unknown {enum_type.__name__} {number}; expected one of {allowed}") from None
+            raise ValueError(
+                f"unknown {enum_type.__name__} {number}; expected one of {allowed}"
+            ) from None
 
     return structure
 
@@ -112,32 +114,38 @@ def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(int, _strict_int)
-    conv.register_structure_hook(FileResult, make_dict_structure_fn(
+    conv.register_structure_hook(
         FileResult,
-        conv,
-        file_id=override(rename="fileId", struct_hook=_strict_str),
-        status=override(struct_hook=_required(_enum_hook(FileStatus))),
-        new_file_id=override(rename="newFileId", struct_hook=_optional_str),
-        src_container_id=override(rename="srcContainerId", struct_hook=_optional_str),
-    ))
-    conv.register_structure_hook(TaskInfo, make_dict_structure_fn(
-        TaskInfo,
-        conv,
-        task_id=override(rename="taskId", struct_hook=_strict_str),
-        status=override(rename="taskStatus", struct_hook=_required(_enum_hook(TaskStatus))),
-        progress=override(struct_hook=_progress),
-        task_type=override(rename="taskType", struct_hook=_enum_hook(TaskType)),
-        result_code=override(
-            rename="taskResultCode", struct_hook=_enum_hook(TaskResultCode, zero_is_none=True)
+        make_dict_structure_fn(
+            FileResult,
+            conv,
+            file_id=override(rename="fileId", struct_hook=_strict_str),
+            status=override(struct_hook=_required(_enum_hook(FileStatus))),
+            new_file_id=override(rename="newFileId", struct_hook=_optional_str),
+            src_container_id=override(rename="srcContainerId", struct_hook=_optional_str),
         ),
-        content_result_code=override(rename="resultCode", struct_hook=_optional_int),
-        created_at=override(rename="createTime", struct_hook=_timestamp),
-        started_at=override(rename="startTime", struct_hook=_timestamp),
-        ended_at=override(rename="endTime", struct_hook=_timestamp),
-        download_url=override(rename="downloadUrl", struct_hook=_optional_str),
-        user_id=override(rename="userId", struct_hook=_optional_str),
-        files=override(rename="taskInfos", struct_hook=_files),
-    ))
+    )
+    conv.register_structure_hook(
+        TaskInfo,
+        make_dict_structure_fn(
+            TaskInfo,
+            conv,
+            task_id=override(rename="taskId", struct_hook=_strict_str),
+            status=override(rename="taskStatus", struct_hook=_required(_enum_hook(TaskStatus))),
+            progress=override(struct_hook=_progress),
+            task_type=override(rename="taskType", struct_hook=_enum_hook(TaskType)),
+            result_code=override(
+                rename="taskResultCode", struct_hook=_enum_hook(TaskResultCode, zero_is_none=True)
+            ),
+            content_result_code=override(rename="resultCode", struct_hook=_optional_int),
+            created_at=override(rename="createTime", struct_hook=_timestamp),
+            started_at=override(rename="startTime", struct_hook=_timestamp),
+            ended_at=override(rename="endTime", struct_hook=_timestamp),
+            download_url=override(rename="downloadUrl", struct_hook=_optional_str),
+            user_id=override(rename="userId", struct_hook=_optional_str),
+            files=override(rename="taskInfos", struct_hook=_files),
+        ),
+    )
     return conv
 
 
@@ -186,10 +194,12 @@ def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
         fields["taskInfos"] = payload["taskInfos"]
     try:
         info = converter.structure(fields, TaskInfo)
-    except Exception as error:  # cattrs raises several types; all mean "wrong shape".
+    except Exception as error:  # noqa: BLE001 - cattrs raises several types; all mean "wrong shape"
         raise exc.ProtocolError(f"task detail does not match the API: {_describe(error)}") from None
     if info.task_id != task_id:
-        raise exc.ProtocolError(f"asked for task {task_id!r}, the server described {info.task_id!r}")
+        raise exc.ProtocolError(
+            f"asked for task {task_id!r}, the server described {info.task_id!r}"
+        )
     return info
 
 
@@ -289,7 +299,7 @@ def _gateway_number(code: str | None) -> str | None:
     return number if dot and prefix in ("APIGW", "APIG") else None
 
 
-def _error_class(status: int, code: str | None, message: str | None) -> type[exc.APIError]:
+def _error_class(status: int, code: str | None, message: str | None) -> type[exc.APIError]:  # noqa: PLR0911 - one rule per line reads best
     gateway = _gateway_number(code)
     # APIGW.0308 is throttling, inside the 03xx range the gateway otherwise uses for auth.
     if status == 429 or gateway == "0308":

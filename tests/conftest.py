@@ -6,8 +6,8 @@ import gc
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-
 from kd_fakes import BASE, FAST, TOKEN, MockKooDrive
+
 from koodrive_tasks import BearerToken, KooDriveClient
 from koodrive_tasks._virtual_clock import VirtualClock
 
@@ -23,7 +23,6 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
-
 @pytest.fixture
 async def client(clock: VirtualClock) -> AsyncIterator[KooDriveClient]:
     async with KooDriveClient(BASE, auth=BearerToken(TOKEN), clock=clock, policy=FAST) as kd:
@@ -35,4 +34,3 @@ def _no_unclosed_sessions() -> Iterator[None]:
     """Fail a test that leaves an aiohttp session or connector open (ResourceWarning is an error)."""
     yield
     gc.collect()
-

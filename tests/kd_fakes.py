@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-
 from unittest import mock
 
 from aiohttp import client_reqrep
@@ -52,38 +51,73 @@ class MockKooDrive(aioresponses):
         self.post(DETAIL, status=status, repeat=repeat, **kwargs)
 
     def requests_to(self, url: str) -> list[Any]:
-        return [call for (method, u), calls in self.requests.items() if str(u) == url for call in calls]
+        return [
+            call for (method, u), calls in self.requests.items() if str(u) == url for call in calls
+        ]
 
 
-def shape_a(status: int, progress: int = 0, *, result: int = 0, url: str = "", task_id: str = "t1", **extra: Any) -> dict[str, Any]:
+def shape_a(
+    status: int,
+    progress: int = 0,
+    *,
+    result: int = 0,
+    url: str = "",
+    task_id: str = "t1",
+    **extra: Any,
+) -> dict[str, Any]:
     """A taskDetail body in the older documented shape."""
     return {
         "code": "0",
         "msg": "成功",
         "taskInfo": {
-            "userId": "u1", "taskId": task_id, "taskType": 1, "taskStatus": status,
-            "taskResultCode": result, "resultCode": 0, "createTime": "20261129101500",
-            "startTime": "20261129101501" if status else "", "endTime": "20261129102000" if status >= 2 else "",
-            "progress": progress, "downloadUrl": url, **extra,
+            "userId": "u1",
+            "taskId": task_id,
+            "taskType": 1,
+            "taskStatus": status,
+            "taskResultCode": result,
+            "resultCode": 0,
+            "createTime": "20261129101500",
+            "startTime": "20261129101501" if status else "",
+            "endTime": "20261129102000" if status >= 2 else "",
+            "progress": progress,
+            "downloadUrl": url,
+            **extra,
         },
     }
 
 
-def shape_b(status: int, progress: int = 0, *, result: int = 0, url: str = "", task_id: str = "t1", files: Any = None, **extra: Any) -> dict[str, Any]:
+def shape_b(
+    status: int,
+    progress: int = 0,
+    *,
+    result: int = 0,
+    url: str = "",
+    task_id: str = "t1",
+    files: Any = None,
+    **extra: Any,
+) -> dict[str, Any]:
     """A taskDetail body in the current documented shape."""
     body: dict[str, Any] = {
         "code": 0,
         "msg": "success",
         "jobInfo": {
-            "userId": "u1", "taskId": task_id, "taskType": 1, "taskStatus": status,
-            "taskResultCode": result, "resultCode": 0, "createTime": "20261129101500",
-            "startTime": "", "endTime": "", "progress": progress, "downloadUrl": url, **extra,
+            "userId": "u1",
+            "taskId": task_id,
+            "taskType": 1,
+            "taskStatus": status,
+            "taskResultCode": result,
+            "resultCode": 0,
+            "createTime": "20261129101500",
+            "startTime": "",
+            "endTime": "",
+            "progress": progress,
+            "downloadUrl": url,
+            **extra,
         },
     }
     if files is not None:
         body["taskInfos"] = files
     return body
-
 
 
 FAST = PollPolicy(initial_delay=1.0, factor=2.0, max_delay=8.0, jitter=0.0, timeout=600.0)

@@ -39,38 +39,68 @@ def script_by_task(mock: MockKooDrive, scripts: dict[str, list[dict[str, object]
     mock.post(DETAIL, callback=answer, repeat=True)
 
 
-async def test_wait_many_reports_each_outcome_without_aborting(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_wait_many_reports_each_outcome_without_aborting(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """One task failing or being canceled does not stop the others; outcomes keep input order."""
-    script_by_task(mock, {
-        "ok": [shape_a(1, 10, task_id="ok"), shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="ok")],
-        "gone": [{"__status__": 400, "payload": {"code": "13000309", "msg": "no such task"}}],
-        "cancel": [shape_a(1, 5, task_id="cancel"), shape_a(3, 5, task_id="cancel")],
-    })
+    script_by_task(
+        mock,
+        {
+            "ok": [
+                shape_a(1, 10, task_id="ok"),
+                shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="ok"),
+            ],
+            "gone": [{"__status__": 400, "payload": {"code": "13000309", "msg": "no such task"}}],
+            "cancel": [shape_a(1, 5, task_id="cancel"), shape_a(3, 5, task_id="cancel")],
+        },
+    )
     outcomes = await client.wait_many([("s", "ok"), ("s", "gone"), TaskRef("s", "cancel")])
     assert [ref.task_id for ref in outcomes] == ["ok", "gone", "cancel"]
     ok, gone, cancel = outcomes.values()
-    assert ok.ok and ok.download_url == PACKAGE_URL
-    assert isinstance(gone.error, NotFoundError) and gone.info is None
+    assert ok.ok
+    assert ok.download_url == PACKAGE_URL
+    assert isinstance(gone.error, NotFoundError)
+    assert gone.info is None
     assert isinstance(cancel.error, TaskCanceledError)
-    assert cancel.info is not None and cancel.info.status is TaskStatus.CANCELED
+    assert cancel.info is not None
+    assert cancel.info.status is TaskStatus.CANCELED
 
 
-async def test_as_completed_yields_in_completion_order(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_as_completed_yields_in_completion_order(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """as_completed yields the task that ends first first."""
-    slow = [shape_a(1, 10, task_id="slow")] * 4 + [shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="slow")]
-    fast = [shape_a(1, 50, task_id="fast"), shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="fast")]
+    slow = [shape_a(1, 10, task_id="slow")] * 4 + [
+        shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="slow")
+    ]
+    fast = [
+        shape_a(1, 50, task_id="fast"),
+        shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="fast"),
+    ]
     script_by_task(mock, {"slow": slow, "fast": fast})
     async with client.as_completed([("s", "slow"), ("s", "fast")]) as done:
         order = [outcome.ref.task_id async for outcome in done]
     assert order == ["fast", "slow"]
 
 
-async def test_watch_many_merges_updates_and_records_outcomes(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_watch_many_merges_updates_and_records_outcomes(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """watch_many yields every change of every task, then outcomes hold each result."""
-    script_by_task(mock, {
-        "a": [shape_a(1, 10, task_id="a"), shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="a")],
-        "b": [shape_a(0, task_id="b"), shape_a(1, 60, task_id="b"), shape_a(3, 60, task_id="b")],
-    })
+    script_by_task(
+        mock,
+        {
+            "a": [
+                shape_a(1, 10, task_id="a"),
+                shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="a"),
+            ],
+            "b": [
+                shape_a(0, task_id="b"),
+                shape_a(1, 60, task_id="b"),
+                shape_a(3, 60, task_id="b"),
+            ],
+        },
+    )
     async with client.watch_many([("s", "a"), ("s", "b")]) as stream:
         seen = [(ref.task_id, u.progress) async for ref, u in stream]
     assert sorted(p for t, p in seen if t == "a") == [10, 100]
@@ -79,7 +109,9 @@ async def test_watch_many_merges_updates_and_records_outcomes(mock: MockKooDrive
     assert isinstance(stream.outcomes[TaskRef("s", "b")].error, TaskCanceledError)
 
 
-async def test_leaving_a_batch_early_stops_its_waits(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_leaving_a_batch_early_stops_its_waits(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """Leaving `async with` mid-stream cancels the remaining waits: no task keeps polling."""
     script_by_task(mock, {str(i): [shape_a(1, 1, task_id=str(i))] for i in range(20)})
     async with client.watch_many([("s", str(i)) for i in range(20)]) as stream:
@@ -89,12 +121,17 @@ async def test_leaving_a_batch_early_stops_its_waits(mock: MockKooDrive, client:
     assert len(client._streams) == 0
 
 
-async def test_per_task_timeouts_are_outcomes(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_per_task_timeouts_are_outcomes(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """A task that outlasts the batch timeout gets a WaitTimeoutError outcome at that deadline."""
-    script_by_task(mock, {
-        "never": [shape_a(1, 1, task_id="never")],
-        "quick": [shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="quick")],
-    })
+    script_by_task(
+        mock,
+        {
+            "never": [shape_a(1, 1, task_id="never")],
+            "quick": [shape_b(2, 100, result=1, url=PACKAGE_URL, task_id="quick")],
+        },
+    )
     outcomes = await client.wait_many([("s", "never"), ("s", "quick")], timeout=30)
     assert isinstance(outcomes[TaskRef("s", "never")].error, WaitTimeoutError)
     assert outcomes[TaskRef("s", "quick")].ok

@@ -33,7 +33,9 @@ def polls(mock: MockKooDrive) -> int:
 # --- outcomes --------------------------------------------------------------------------
 
 
-async def test_completed_all_succeeded_returns_url(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_completed_all_succeeded_returns_url(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """A completed package task with all files succeeded resolves to its downloadUrl."""
     mock.detail(payload=shape_b(2, 100, result=1, url=PACKAGE_URL))
     assert await client.wait_for_task("s1", "t1") == PACKAGE_URL
@@ -75,14 +77,18 @@ async def test_canceled_raises_task_canceled(mock: MockKooDrive, client: KooDriv
         await waiter
 
 
-async def test_completed_package_without_url_is_a_protocol_error(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_completed_package_without_url_is_a_protocol_error(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """A completed task without downloadUrl is a ProtocolError, never None."""
     mock.detail(payload=shape_b(2, 100, result=1, url=""))
     with pytest.raises(ProtocolError, match="without a downloadUrl"):
         await client.wait_for_task("s1", "t1")
 
 
-async def test_dump_task_final_info_needs_no_url(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_dump_task_final_info_needs_no_url(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """final_info returns the completed dump task's state with its new file ids."""
     files = [{"fileId": "f1", "status": "1", "newFileId": "n1"}]
     mock.detail(payload=shape_b(2, 100, result=1, files=files, taskType=2))
@@ -90,7 +96,9 @@ async def test_dump_task_final_info_needs_no_url(mock: MockKooDrive, client: Koo
     assert info.files[0].new_file_id == "n1"
 
 
-async def test_http_download_url_refused_unless_allowed(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_http_download_url_refused_unless_allowed(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """A non-https downloadUrl is refused with InsecureURLError whose text hides the query."""
     mock.detail(payload=shape_b(2, 100, result=1, url=f"http://obs.example.com/a.zip?{URL_QUERY}"))
     with pytest.raises(InsecureURLError) as caught:
@@ -102,7 +110,9 @@ async def test_http_download_url_refused_unless_allowed(mock: MockKooDrive, clie
 # --- iteration -------------------------------------------------------------------------
 
 
-async def test_iteration_then_await_does_not_poll_again(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_iteration_then_await_does_not_poll_again(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """Awaiting after a full iteration reuses the final observation."""
     mock.detail(payload=shape_a(1, 50))
     mock.detail(payload=shape_a(2, 100, result=1, url=PACKAGE_URL))
@@ -113,7 +123,9 @@ async def test_iteration_then_await_does_not_poll_again(mock: MockKooDrive, clie
     assert polls(mock) == 2
 
 
-async def test_break_then_await_continues_same_loop(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_break_then_await_continues_same_loop(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """Breaking out of iteration and then awaiting continues the same poll schedule."""
     for progress in (10, 20, 30):
         mock.detail(payload=shape_a(1, progress))
@@ -127,18 +139,27 @@ async def test_break_then_await_continues_same_loop(mock: MockKooDrive, client: 
     assert clock.monotonic() == 1 + 2 + 4  # no restart of the backoff
 
 
-async def test_unchanged_observations_are_not_yielded(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_unchanged_observations_are_not_yielded(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """Only the first observation and changes of status or progress are yielded."""
     for body in (shape_a(0), shape_a(0), shape_a(1, 0), shape_a(1, 0), shape_a(1, 5)):
         mock.detail(payload=body)
     mock.detail(payload=shape_a(3, 5))
     waiter = client.wait_for_task("s1", "t1")
     seen = [(u.status, u.progress) async for u in waiter]
-    assert seen == [(TaskStatus.PENDING, 0), (TaskStatus.PROCESSING, 0), (TaskStatus.PROCESSING, 5), (TaskStatus.CANCELED, 5)]
+    assert seen == [
+        (TaskStatus.PENDING, 0),
+        (TaskStatus.PROCESSING, 0),
+        (TaskStatus.PROCESSING, 5),
+        (TaskStatus.CANCELED, 5),
+    ]
     assert polls(mock) == 6
 
 
-async def test_iterating_after_await_yields_final_update(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_iterating_after_await_yields_final_update(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """Iterating a waiter that was already awaited yields its terminal update, then ends."""
     mock.detail(payload=shape_a(2, 100, result=1, url=PACKAGE_URL))
     waiter = client.wait_for_task("s1", "t1")
@@ -146,7 +167,9 @@ async def test_iterating_after_await_yields_final_update(mock: MockKooDrive, cli
     assert [u.status async for u in waiter] == [TaskStatus.COMPLETED]
 
 
-async def test_concurrent_iteration_and_await_share_one_loop(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_concurrent_iteration_and_await_share_one_loop(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """An await running during iteration in another task does not start a second poll loop."""
     for progress in (10, 60):
         mock.detail(payload=shape_a(1, progress))
@@ -165,7 +188,9 @@ async def test_concurrent_iteration_and_await_share_one_loop(mock: MockKooDrive,
 # --- deadlines and transient failures ----------------------------------------------------
 
 
-async def test_deadline_is_exact_and_carries_last_info(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_deadline_is_exact_and_carries_last_info(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """The wait raises WaitTimeoutError exactly at its deadline, never sleeping past it."""
     mock.detail(payload=shape_a(1, 30), repeat=True)
     waiter = client.wait_for_task("s1", "t1", timeout=10.0)
@@ -180,20 +205,28 @@ async def test_deadline_is_exact_and_carries_last_info(mock: MockKooDrive, clien
     assert polls(mock) == 4
 
 
-async def test_timeout_none_waits_as_long_as_needed(mock: MockKooDrive, clock: VirtualClock) -> None:
+async def test_timeout_none_waits_as_long_as_needed(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
     """timeout=None disables the deadline."""
     policy = PollPolicy(initial_delay=60, factor=1, max_delay=60, jitter=0, timeout=None)
     for _ in range(200):
         mock.detail(payload=shape_a(1, 1))
     mock.detail(payload=shape_a(2, 100, result=1, url=PACKAGE_URL))
-    async with KooDriveClient("https://kd.example.com", auth=_token(), clock=clock, policy=policy) as kd:
+    async with KooDriveClient(
+        "https://kd.example.com", auth=_token(), clock=clock, policy=policy
+    ) as kd:
         assert await kd.wait_for_task("s1", "t1") == PACKAGE_URL
     assert clock.monotonic() == 200 * 60
 
 
 async def test_transient_failures_are_survived(mock: MockKooDrive, client: KooDriveClient) -> None:
     """429, 5xx with HTML, connection drops, timeouts and garbled bodies inside a wait are retried."""
-    mock.detail(status=429, headers={"Retry-After": "2"}, payload={"error_code": "APIGW.0308", "error_msg": "throttled"})
+    mock.detail(
+        status=429,
+        headers={"Retry-After": "2"},
+        payload={"error_code": "APIGW.0308", "error_msg": "throttled"},
+    )
     mock.detail(status=502, body="<html>bad gateway</html>", content_type="text/html")
     mock.detail(exception=aiohttp.ServerDisconnectedError())
     mock.detail(exception=asyncio.TimeoutError())
@@ -203,7 +236,9 @@ async def test_transient_failures_are_survived(mock: MockKooDrive, client: KooDr
     assert polls(mock) == 6
 
 
-async def test_retry_after_is_honoured(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_retry_after_is_honoured(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """The next poll after a 429 waits for Retry-After (stretched by at most 20 %)."""
     mock.detail(status=429, headers={"Retry-After": "20"}, payload={})
     mock.detail(payload=shape_b(2, 100, result=1, url=PACKAGE_URL))
@@ -211,7 +246,9 @@ async def test_retry_after_is_honoured(mock: MockKooDrive, client: KooDriveClien
     assert 20 <= clock.monotonic() <= 24
 
 
-async def test_huge_retry_after_is_clamped_and_deadline_holds(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_huge_retry_after_is_clamped_and_deadline_holds(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """Retry-After: 86400 cannot push the wait past its deadline; the last error is attached."""
     mock.detail(status=429, headers={"Retry-After": "86400"}, payload={}, repeat=True)
     with pytest.raises(WaitTimeoutError) as caught:
@@ -222,7 +259,9 @@ async def test_huge_retry_after_is_clamped_and_deadline_holds(mock: MockKooDrive
     assert polls(mock) == 3  # 0, ~120-144, ~240-288
 
 
-async def test_failures_outlasting_deadline_raise_timeout_with_last_error(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_failures_outlasting_deadline_raise_timeout_with_last_error(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """A wait whose every poll fails transiently ends with WaitTimeoutError, not the 5xx."""
     mock.detail(status=503, body="<html>down</html>", repeat=True)
     with pytest.raises(WaitTimeoutError) as caught:
@@ -231,7 +270,9 @@ async def test_failures_outlasting_deadline_raise_timeout_with_last_error(mock: 
     assert "last error" in str(caught.value)
 
 
-async def test_non_retryable_error_ends_wait_at_once(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_non_retryable_error_ends_wait_at_once(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """A 4xx such as 13000309 ends the wait immediately with its typed error."""
     mock.detail(status=400, payload={"code": "13000309", "msg": "resource does not exist"})
     with pytest.raises(NotFoundError):
@@ -243,7 +284,9 @@ async def test_non_retryable_error_ends_wait_at_once(mock: MockKooDrive, client:
 # --- cancellation ------------------------------------------------------------------------
 
 
-async def test_cancel_mid_sleep_stops_everything(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_cancel_mid_sleep_stops_everything(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """Cancelling the awaiting task mid-sleep propagates CancelledError and leaves no stream behind."""
     mock.detail(payload=shape_a(1, 10), repeat=True)
     task = asyncio.create_task(client.wait_for_task("s1", "t1").download_url())
@@ -260,7 +303,9 @@ async def test_cancel_mid_sleep_stops_everything(mock: MockKooDrive, client: Koo
     assert polls(mock) == before
 
 
-async def test_cancelled_waiter_can_be_awaited_again(mock: MockKooDrive, client: KooDriveClient) -> None:
+async def test_cancelled_waiter_can_be_awaited_again(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
     """After a cancelled await, awaiting the same waiter resumes polling and finishes."""
     mock.detail(payload=shape_a(1, 10))
     mock.detail(payload=shape_a(2, 100, result=1, url=PACKAGE_URL), repeat=True)
@@ -293,7 +338,9 @@ async def test_waits_on_same_task_share_polls(mock: MockKooDrive, client: KooDri
     assert polls(mock) == 3
 
 
-async def test_cancelling_one_coalesced_wait_leaves_others(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_cancelling_one_coalesced_wait_leaves_others(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """Cancelling the wait that leads the shared stream hands the lead to another."""
     for progress in (10, 20, 30, 40):
         mock.detail(payload=shape_a(1, progress))
@@ -310,7 +357,9 @@ async def test_cancelling_one_coalesced_wait_leaves_others(mock: MockKooDrive, c
     assert polls(mock) == 5
 
 
-async def test_coalesced_waits_keep_their_own_deadlines(mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock) -> None:
+async def test_coalesced_waits_keep_their_own_deadlines(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
     """A short wait times out at its own deadline while a longer one on the same task goes on."""
     mock.detail(payload=shape_a(1, 10), repeat=True)
     long = asyncio.create_task(client.wait_for_task("s1", "t1", timeout=100).download_url())

@@ -1,0 +1,392 @@
+"""``koodrive-tasks``: wait for, watch and create KooDrive share tasks; run the emulator.
+
+Exit codes (``wait``, ``watch``, ``create --wait``, ``demo``; the worst task decides):
+
+===  ==================================================================
+0    completed, every file succeeded
+1    any other error (network, protocol, server, invalid arguments)
+2    bad command line
+3    completed, some files failed (the URL is still printed)
+4    completed, every file failed
+5    canceled
+6    timed out
+7    authentication failed (token, app signature, clock skew)
+130  interrupted
+===  ==================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import TextIO
+
+from yarl import URL
+
+from ._auth import AppSignature, Auth, BearerToken
+from ._cli_render import Bars, JsonLines, Renderer
+from ._client import KooDriveClient
+from ._many import TaskOutcome, TaskRef
+from ._models import TargetFolder, TaskResultCode, TaskType
+from .exceptions import (
+    AuthenticationError,
+    InvalidArgumentError,
+    KooDriveError,
+    TaskCanceledError,
+    TaskFailedError,
+    WaitTimeoutError,
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+EXIT_FAILED = 4
+EXIT_CANCELED = 5
+EXIT_TIMEOUT = 6
+EXIT_AUTH = 7
+EXIT_INTERRUPTED = 130
+# Which exit code wins when several tasks end differently: the last in this list.
+_SEVERITY = (EXIT_OK, EXIT_PARTIAL, EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_AUTH, EXIT_ERROR)
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class CommandError(Exception):
+    """Raised when the command line cannot be acted on; printed as one line."""
+
+
+def worst(codes: Sequence[int]) -> int:
+    """The exit code of the worst outcome."""
+    return max(codes, key=_SEVERITY.index, default=EXIT_OK)
+
+
+def classify(outcome: TaskOutcome) -> tuple[str, int, dict[str, object]]:
+    """(outcome word, exit code, details to report) for one task's outcome."""
+    error = outcome.error
+    if error is None:
+        info = outcome.info
+        failed = [f.file_id for f in info.failed_files] if info else []
+        partial = info is not None and info.result_code is TaskResultCode.PARTIALLY_FAILED
+        detail: dict[str, object] = {}
+        if outcome.download_url:
+            detail["download_url"] = outcome.download_url
+        if failed:
+            detail["failed_files"] = failed
+        return (
+            ("partially_failed", EXIT_PARTIAL, detail)
+            if partial
+            else ("completed", EXIT_OK, detail)
+        )
+    for kind, word, code in (
+        (TaskFailedError, "failed", EXIT_FAILED),
+        (TaskCanceledError, "canceled", EXIT_CANCELED),
+        (WaitTimeoutError, "timeout", EXIT_TIMEOUT),
+        (AuthenticationError, "auth_error", EXIT_AUTH),
+    ):
+        if isinstance(error, kind):
+            return word, code, {"error": str(error)}
+    return "error", EXIT_ERROR, {"error": str(error)}
+
+
+def exit_code_for(error: KooDriveError) -> int:
+    """The exit code of an error raised outside a wait."""
+    if isinstance(error, InvalidArgumentError):
+        return EXIT_USAGE
+    return classify(TaskOutcome(TaskRef("-", "-"), None, None, error))[1]
+
+
+# --- configuration ------------------------------------------------------------------------
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value else None
+
+
+def make_auth(args: argparse.Namespace) -> Auth:
+    """The auth scheme from flags, else from the environment."""
+    token = args.token or _env("KOODRIVE_TOKEN")
+    app_id = args.app_id or _env("KOODRIVE_APP_ID")
+    app_secret = args.app_secret or _env("KOODRIVE_APP_SECRET")
+    user_id = args.user_id or _env("KOODRIVE_USER_ID")
+    if app_id or app_secret:
+        if not (app_id and app_secret and user_id):
+            raise CommandError(
+                "an app signature needs KOODRIVE_APP_ID, KOODRIVE_APP_SECRET and KOODRIVE_USER_ID "
+                "(or --app-id, --app-secret, --user-id)"
+            )
+        return AppSignature(app_id, app_secret, user_id)
+    if token:
+        return BearerToken(token)
+    raise CommandError(
+        "no credentials: set KOODRIVE_TOKEN, or KOODRIVE_APP_ID/KOODRIVE_APP_SECRET/KOODRIVE_USER_ID"
+    )
+
+
+def make_client(args: argparse.Namespace) -> KooDriveClient:
+    """A client configured from flags and environment."""
+    base_url = args.base_url or _env("KOODRIVE_BASE_URL")
+    if not base_url:
+        raise CommandError("no endpoint: pass --base-url or set KOODRIVE_BASE_URL")
+    insecure = args.insecure or URL(base_url).host in _LOOPBACK
+    return KooDriveClient(
+        base_url,
+        auth=make_auth(args),
+        language=args.language,
+        request_timeout=args.request_timeout,
+        allow_insecure_urls=insecure,
+    )
+
+
+def make_renderer(args: argparse.Namespace, out: TextIO) -> Renderer:
+    """Bars on a terminal, JSON lines when asked or when stdout is not a terminal."""
+    if args.json or not out.isatty():
+        return JsonLines(out)
+    return Bars(out)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+async def follow(
+    kd: KooDriveClient, refs: list[TaskRef], renderer: Renderer, timeout: float | None, out: TextIO
+) -> int:
+    """Show every task's progress until all end; print results; return the exit code."""
+    codes: list[int] = []
+    results: list[tuple[TaskRef, str, dict[str, object]]] = []
+    async with kd.watch_many(refs, timeout=timeout) as stream:
+        async for ref, update in stream:
+            renderer.update(ref.task_id, update)
+        for ref in refs:
+            word, code, detail = classify(stream.outcomes[ref])
+            renderer.finish(ref.task_id, word, detail)
+            codes.append(code)
+            results.append((ref, word, detail))
+    renderer.close()
+    if isinstance(renderer, Bars):
+        for ref, _word, detail in results:
+            if "download_url" in detail:
+                prefix = "" if len(refs) == 1 else f"{ref.task_id} "
+                out.write(f"{prefix}{detail['download_url']}\n")
+            if "error" in detail:
+                print(f"koodrive-tasks: {ref.task_id}: {detail['error']}", file=sys.stderr)
+    return worst(codes)
+
+
+async def cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
+    """``wait SHARE_ID TASK_ID``."""
+    async with make_client(args) as kd:
+        refs = [
+            TaskRef(args.share_id, task_id, args.kdstoken or _env("KOODRIVE_KDSTOKEN"))
+            for task_id in args.task_ids
+        ]
+        return await follow(kd, refs, make_renderer(args, out), args.timeout, out)
+
+
+async def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
+    """``create SHARE_ID FILE_ID... --container ID (--zip NAME | --save-to CONTAINER[:FOLDER])``."""
+    if bool(args.zip) == bool(args.save_to):
+        raise CommandError(
+            "give exactly one of --zip NAME (package download) or --save-to CONTAINER[:FOLDER] (dump)"
+        )
+    kdstoken = args.kdstoken or _env("KOODRIVE_KDSTOKEN")
+    target = None
+    if args.save_to:
+        container, _, folder = args.save_to.partition(":")
+        target = TargetFolder(container, folder or "root")
+    async with make_client(args) as kd:
+        task_id = await kd.create_share_task(
+            args.share_id,
+            args.file_ids,
+            container_id=args.container,
+            task_type=TaskType.DUMP if target else TaskType.PACKAGE_DOWNLOAD,
+            zip_name=args.zip,
+            target=target,
+            kdstoken=kdstoken,
+        )
+        renderer = make_renderer(args, out)
+        if isinstance(renderer, JsonLines):
+            out.write(f'{{"event": "created", "task_id": "{task_id}"}}\n')
+        else:
+            out.write(f"{task_id}\n")
+        out.flush()
+        if not args.wait:
+            return EXIT_OK
+        return await follow(
+            kd, [TaskRef(args.share_id, task_id, kdstoken)], renderer, args.timeout, out
+        )
+
+
+async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
+    """``serve``: run the emulator until interrupted."""
+    from .emulator import serve  # noqa: PLC0415 - only `serve` needs the emulator loaded
+
+    def ready(emu: object) -> None:
+        url = getattr(emu, "url", "")
+        print(f"KooDrive emulator serving on {url}  (Ctrl-C to stop)", file=out)
+        print(f"export KOODRIVE_BASE_URL={url}", file=out)
+        if not args.token:  # a generated, emulator-only credential: the user needs it to connect
+            print(f"export KOODRIVE_TOKEN={getattr(emu, 'token', '')}", file=out)
+        out.flush()
+
+    await serve(
+        args.host,
+        args.port,
+        shape=args.shape,
+        fault_rate=args.faults,
+        seed=args.seed,
+        on_ready=ready,
+        token=args.token or _env("KOODRIVE_TOKEN"),
+    )
+    return EXIT_OK
+
+
+async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """``demo``: the emulator, a few dozen tasks, live bars, a checked download."""
+    from ._demo import run_demo  # noqa: PLC0415 - only `demo` needs the emulator loaded
+
+    return await run_demo(
+        tasks=args.tasks,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        renderer=make_renderer(args, out),
+        out=out,
+    )
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="koodrive-tasks",
+        description="Wait for, watch and create KooDrive share tasks; run a local emulator.",
+        epilog="Credentials come from flags or KOODRIVE_TOKEN / KOODRIVE_APP_ID, KOODRIVE_APP_SECRET, "
+        "KOODRIVE_USER_ID; the endpoint from --base-url or KOODRIVE_BASE_URL. Prefer the environment: "
+        "flags are visible to other users in the process list.",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="log every request and show tracebacks"
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--base-url", help="KooDrive endpoint (env KOODRIVE_BASE_URL)")
+    common.add_argument("--token", help="access token (env KOODRIVE_TOKEN)")
+    common.add_argument("--app-id", help="app id for the app signature (env KOODRIVE_APP_ID)")
+    common.add_argument("--app-secret", help="app secret (env KOODRIVE_APP_SECRET)")
+    common.add_argument("--user-id", help="KooDrive user id (env KOODRIVE_USER_ID)")
+    common.add_argument(
+        "--kdstoken", help="the share link's temporary token (env KOODRIVE_KDSTOKEN)"
+    )
+    common.add_argument("--language", help="language header, e.g. en-US")
+    common.add_argument(
+        "--request-timeout", type=_positive_float, default=30.0, help="seconds per request"
+    )
+    common.add_argument(
+        "--insecure", action="store_true", help="allow http endpoints and download URLs"
+    )
+    common.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per update (default when not a terminal)",
+    )
+    common.add_argument(
+        "--timeout", type=_positive_float, default=3600.0, help="seconds to wait (default 3600)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    wait = commands.add_parser(
+        "wait", parents=[common], help="wait for a task, print its download URL"
+    )
+    wait.add_argument("share_id")
+    wait.add_argument("task_ids", nargs=1, metavar="task_id")
+    wait.set_defaults(run=cmd_wait)
+
+    watch = commands.add_parser(
+        "watch", parents=[common], help="watch several tasks of a share, one bar each"
+    )
+    watch.add_argument("share_id")
+    watch.add_argument("task_ids", nargs="+", metavar="task_id")
+    watch.set_defaults(run=cmd_wait)
+
+    create = commands.add_parser(
+        "create", parents=[common], help="create a share task and print its id"
+    )
+    create.add_argument("share_id")
+    create.add_argument("file_ids", nargs="+", metavar="file_id")
+    create.add_argument("--container", required=True, help="the space the files are in")
+    create.add_argument("--zip", help="package the files as this zip (package-download task)")
+    create.add_argument(
+        "--save-to", help="save into CONTAINER[:FOLDER] (dump task; FOLDER defaults to root)"
+    )
+    create.add_argument("--wait", action="store_true", help="then wait for it")
+    create.set_defaults(run=cmd_create)
+
+    serve = commands.add_parser("serve", help="run the KooDrive emulator")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--shape", choices=("A", "B"), default="B", help="response shape (default B)"
+    )
+    serve.add_argument("--faults", type=float, default=0.0, help="probability of a fault per poll")
+    serve.add_argument("--seed", type=int, default=None)
+    serve.add_argument(
+        "--token", help="the bearer token to accept (generated and printed if absent)"
+    )
+    serve.set_defaults(run=cmd_serve)
+
+    demo = commands.add_parser(
+        "demo", help="run tasks against the embedded emulator with live bars"
+    )
+    demo.add_argument("--tasks", type=int, default=30, help="how many tasks (default 30)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        help="shrink task durations (0.1 = 10x faster)",
+    )
+    demo.add_argument("--json", action="store_true", help="JSON lines instead of bars")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    out = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    if args.debug:
+        logging.basicConfig(
+            level=logging.DEBUG, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+        )
+    else:
+        logging.basicConfig(level=logging.WARNING, format="koodrive-tasks: %(message)s")
+    try:
+        code: int = asyncio.run(args.run(args, out))
+    except KeyboardInterrupt:
+        print("koodrive-tasks: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CommandError, KooDriveError) as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"koodrive-tasks: {error}", file=sys.stderr)
+        if isinstance(error, CommandError):
+            return EXIT_USAGE
+        return exit_code_for(error)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
