@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import logging
 import secrets
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from types import EllipsisType, TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -37,6 +38,7 @@ from .exceptions import (
 )
 
 logger = logging.getLogger("koodrive_tasks")
+_T = TypeVar("_T")
 
 SHARE_TASKS_PATH = "/koodrive/ose/v1/share/tasks"
 TASK_DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
@@ -108,8 +110,8 @@ class KooDriveClient:
             raise InvalidArgumentError(
                 "base_url must use https; pass allow_insecure_urls=True for a local emulator"
             )
-        if url.user or url.password or url.query_string:
-            raise InvalidArgumentError("base_url must not carry credentials or a query")
+        if url.user or url.password or url.query_string or url.fragment:
+            raise InvalidArgumentError("base_url must not carry credentials, a query or a fragment")
         if not request_timeout > 0:
             raise InvalidArgumentError("request_timeout must be > 0")
         if attempts < 1:
@@ -189,6 +191,7 @@ class KooDriveClient:
             KooDriveError: A subclass saying what went wrong.
         """
         _require_ids(share_id=share_id, task_id=task_id)
+        kdstoken = kdstoken or None
         body = _wire.task_detail_body(share_id, task_id, kdstoken)
         secret = (kdstoken,) if kdstoken else ()
         for attempt in range(1, self._attempts + 1):
@@ -240,9 +243,17 @@ class KooDriveClient:
             raise InvalidArgumentError(
                 f"file_ids must hold 1 to {MAX_FILE_IDS} ids, got {len(ids)}"
             )
-        if not all(isinstance(i, str) and i for i in ids):
+        if not all(isinstance(i, str) and i.strip() for i in ids):
             raise InvalidArgumentError("every file id must be a non-empty string")
-        task_type = TaskType(task_type)
+        if zip_name is not None and not (isinstance(zip_name, str) and zip_name.strip()):
+            raise InvalidArgumentError("zip_name must be a non-empty string")
+        kdstoken = kdstoken or None
+        try:
+            task_type = TaskType(task_type)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"task_type must be TaskType.PACKAGE_DOWNLOAD (1) or TaskType.DUMP (2), got {task_type!r}"
+            ) from None
         if task_type is TaskType.PACKAGE_DOWNLOAD:
             if not zip_name:
                 raise InvalidArgumentError("a package-download task needs zip_name")
@@ -266,8 +277,9 @@ class KooDriveClient:
         secret = (kdstoken,) if kdstoken else ()
         for attempt in range(1, self._attempts + 1):
             try:
-                payload = await self.post(SHARE_TASKS_PATH, body, secret, "create share task")
-                return _wire.parse_created_task_id(payload)
+                return await self.post(
+                    SHARE_TASKS_PATH, body, secret, "create share task", _wire.parse_created_task_id
+                )
             except KooDriveError as error:
                 # Only failures where the server surely did nothing are safe to repeat.
                 safe = isinstance(error, (ConnectError, RateLimitedError))
@@ -396,13 +408,14 @@ class KooDriveClient:
         deadline: float | None,
     ) -> TaskInfo:
         """One ``taskDetail`` request, parsed; no retries beyond one auth refresh."""
-        payload = await self.post(
-            TASK_DETAIL_PATH, body, secret, f"query task {task_id}", deadline=deadline
+        return await self.post(
+            TASK_DETAIL_PATH,
+            body,
+            secret,
+            f"query task {task_id}",
+            lambda payload: _wire.parse_task_detail(payload, task_id=task_id),
+            deadline=deadline,
         )
-        try:
-            return _wire.parse_task_detail(payload, task_id=task_id)
-        except ProtocolError as error:
-            raise ProtocolError(self.redact(str(error), secret), http_status=200) from None
 
     async def post(
         self,
@@ -410,12 +423,14 @@ class KooDriveClient:
         body: Mapping[str, object],
         secret: tuple[str, ...],
         operation: str,
+        parse: Callable[[object], _T],
         *,
         deadline: float | None = None,
-    ) -> object:
-        """POST ``body`` as JSON and return the decoded success payload.
+    ) -> _T:
+        """POST ``body`` as JSON and return the success payload as ``parse`` reads it.
 
         A 401 lets the auth scheme refresh once, then the request is re-sent, re-signed.
+        A ``ProtocolError`` from ``parse`` gets the request's trace id and HTTP status.
 
         Raises:
             KooDriveError: A subclass for every failure.
@@ -439,7 +454,15 @@ class KooDriveClient:
                     "%s: credentials rejected, retrying once with refreshed ones", operation
                 )
                 continue
-            return self._decode(status, raw, response_headers, trace_id, operation, secret, now)
+            payload = self._decode(status, raw, response_headers, trace_id, operation, secret, now)
+            try:
+                return parse(payload)
+            except ProtocolError as error:
+                raise type(error)(
+                    f"{operation}: {self.redact(str(error), secret)} (trace id {trace_id})",
+                    trace_id=trace_id,
+                    http_status=status,
+                ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send(
@@ -462,7 +485,7 @@ class KooDriveClient:
             ) as response:
                 raw = await self._read_capped(response, trace_id, operation)
                 return response.status, raw, response.headers
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
             raise RequestTimeoutError(
                 f"{operation} timed out after {timeout:g} s (trace id {trace_id}); "
                 "the server or network is slow: it will be retried while the wait's deadline allows",

@@ -21,22 +21,24 @@ DEFAULT_TIMEOUT = 3600.0
 Random = Callable[[], float]
 
 
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+    if not (_is_number(value) and math.isfinite(value) and value >= 0):
         raise InvalidArgumentError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
 
 
 def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (isinstance(value, (int, float)) and 0 <= value <= 1):
+    if not (_is_number(value) and 0 <= value <= 1):
         raise InvalidArgumentError(f"{attribute.name} must be between 0 and 1, got {value!r}")
 
 
 def _optional_positive(
     instance: object, attribute: attrs.Attribute[Any], value: float | None
 ) -> None:
-    if value is not None and not (
-        isinstance(value, (int, float)) and value > 0 and not math.isnan(value)
-    ):
+    if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
         raise InvalidArgumentError(f"{attribute.name} must be > 0 or None, got {value!r}")
 
 
@@ -48,7 +50,7 @@ def exponential(attempt: int, initial: float, factor: float, maximum: float) -> 
     """
     if attempt <= 0 or factor == 1 or initial == 0:
         return min(initial, maximum)
-    if initial >= maximum or attempt * math.log(factor) >= math.log(maximum / initial):
+    if initial >= maximum or attempt * math.log(factor) >= math.log(maximum) - math.log(initial):
         return maximum
     return initial * factor**attempt
 
@@ -115,7 +117,8 @@ class PollPolicy:
         """Seconds to sleep after ``failures`` consecutive transient failures (>= 1).
 
         A server's ``Retry-After`` wins, clamped to ``[retry_after_min, retry_after_max]``
-        and stretched by up to 20 % so that throttled clients do not return in lockstep.
+        and then stretched by up to 20 % so that throttled clients do not return in
+        lockstep (so the longest wait is ``1.2 * retry_after_max``).
         Otherwise capped exponential backoff with full jitter.
         """
         if retry_after is not None:

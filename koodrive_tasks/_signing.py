@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime, timezone
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 ALGORITHM = "HMAC-SHA256"
 X_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -53,7 +53,8 @@ def canonical_query(raw_query: str) -> str:
         if not item:
             continue
         name, _, value = item.partition("=")
-        pairs.append((_encode(unquote(name)), _encode(unquote(value))))
+        # The server decodes '+' as a space (form encoding), so the signature must too.
+        pairs.append((_encode(unquote_plus(name)), _encode(unquote_plus(value))))
     pairs.sort(key=lambda pair: (pair[0].encode(), pair[1].encode()))
     return "&".join(f"{name}={value}" for name, value in pairs)
 

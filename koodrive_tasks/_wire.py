@@ -57,6 +57,8 @@ def _optional_int(value: object, _: object = None) -> int | None:
 
 
 def _timestamp(value: object, _: object = None) -> datetime | None:
+    if isinstance(value, bool):
+        raise TypeError("expected a timestamp, got a boolean")
     if value in (None, "", 0, "0"):
         return None
     text = _strict_str(value)
@@ -182,12 +184,18 @@ def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
         data = payload.get("data")
         if envelope is None and isinstance(data, Mapping):  # the batch-job family nests once more
             payload, envelope = data, data.get("jobInfo")
+            if isinstance(envelope, Mapping):
+                # Batch jobs number their types 1-7 (copy, delete, …): not share-task types.
+                envelope = {k: v for k, v in envelope.items() if k != "taskType"}
+                if "startTime" not in envelope and "beginTime" in envelope:
+                    envelope["startTime"] = envelope["beginTime"]
     if not isinstance(envelope, Mapping):
         raise exc.ProtocolError(
             "task detail has neither 'taskInfo' (older shape) nor 'jobInfo' (current shape)"
         )
     fields: dict[str, Any] = dict(envelope)
-    fields.setdefault("taskId", task_id)
+    if fields.get("taskId") in (None, ""):
+        fields["taskId"] = task_id
     if "taskStatus" not in fields and "status" in fields:  # batch jobs say `status`
         fields["taskStatus"] = fields["status"]
     if "taskInfos" in payload:
@@ -304,7 +312,7 @@ def _error_class(status: int, code: str | None, message: str | None) -> type[exc
     # APIGW.0308 is throttling, inside the 03xx range the gateway otherwise uses for auth.
     if status == 429 or gateway == "0308":
         return exc.RateLimitedError
-    if status == 401 or gateway in _GATEWAY_AUTH:
+    if status == 401 or (gateway in _GATEWAY_AUTH and status != 403):
         lowered = (message or "").lower()
         if any(word in lowered for word in _SKEW_WORDS):
             return exc.ClockSkewError

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
 
 
 class KooDriveError(Exception):
-    """Base class: catch this to catch everything koodrive_tasks raises.
+    """Raised when anything in koodrive_tasks fails; the base class of every error here.
+
+    Raised directly only for misuse, such as a call on a closed client.
 
     Attributes:
         retryable: Whether repeating the same request may succeed.
