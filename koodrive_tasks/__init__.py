@@ -25,6 +25,7 @@ from ._models import (
     TaskType,
 )
 from ._policy import PollPolicy
+from ._scheduler import ClientStats, Limits, RequestEvent, RetryEvent
 from ._waiter import TaskWaiter
 from .exceptions import (
     APIError,
@@ -55,6 +56,7 @@ __all__ = [
     "AsyncioClock",
     "AuthenticationError",
     "BearerToken",
+    "ClientStats",
     "Clock",
     "ClockSkewError",
     "CompletionStream",
@@ -66,6 +68,7 @@ __all__ = [
     "InvalidParameterError",
     "KooDriveClient",
     "KooDriveError",
+    "Limits",
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -73,7 +76,9 @@ __all__ = [
     "ProgressUpdate",
     "ProtocolError",
     "RateLimitedError",
+    "RequestEvent",
     "RequestTimeoutError",
+    "RetryEvent",
     "ServerError",
     "TargetFolder",
     "TaskBatch",

@@ -22,6 +22,7 @@ from ._clock import AsyncioClock, Clock
 from ._many import CompletionStream, TaskBatch, TaskLike, TaskOutcome, TaskRef, UpdateStream
 from ._models import TargetFolder, TaskInfo, TaskType
 from ._policy import PollPolicy
+from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook
 from ._redact import REDACTED
 from ._streams import PollStreams
 from ._waiter import TaskWaiter
@@ -80,6 +81,11 @@ class KooDriveClient:
         allow_insecure_urls: Accept ``http`` base and download URLs (an emulator on
             loopback); otherwise both must be ``https``.
         clock: Time source; tests inject a virtual clock.
+        limits: Client-wide :class:`Limits`: requests in flight, request rate, and the
+            shared pause after HTTP 429.
+        on_request: Called with a :class:`RequestEvent` after every HTTP request.
+        on_retry: Called with a :class:`RetryEvent` before every retry of a transient
+            failure. Hooks must be quick; an exception in one is logged and ignored.
 
     Raises:
         InvalidArgumentError: If an argument is invalid.
@@ -99,6 +105,9 @@ class KooDriveClient:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         allow_insecure_urls: bool = False,
         clock: Clock | None = None,
+        limits: Limits | None = None,
+        on_request: Callable[[RequestEvent], None] | None = None,
+        on_retry: Callable[[RetryEvent], None] | None = None,
     ) -> None:
         try:
             url = URL(base_url)
@@ -135,6 +144,10 @@ class KooDriveClient:
         self.allow_insecure_urls = allow_insecure_urls
         self.clock: Clock = clock or AsyncioClock()
         self._streams = PollStreams()
+        self.stats = ClientStats()
+        self._scheduler = RequestScheduler(limits or Limits(), self.clock)
+        self._on_request = on_request
+        self._on_retry = on_retry
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
         self._closed = False
 
@@ -201,6 +214,7 @@ class KooDriveClient:
                 if not error.retryable or attempt == self._attempts:
                     raise
                 delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
+                self.retried(task_id, error, attempt, delay)
                 logger.info(
                     "retrying task %s in %.2f s after %s", task_id, delay, type(error).__name__
                 )
@@ -285,9 +299,9 @@ class KooDriveClient:
                 safe = isinstance(error, (ConnectError, RateLimitedError))
                 if not safe or attempt == self._attempts:
                     raise
-                await self.clock.sleep(
-                    self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
-                )
+                delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
+                self.retried(None, error, attempt, delay)
+                await self.clock.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def wait_for_task(
@@ -438,32 +452,89 @@ class KooDriveClient:
         session = self._get_session()
         url = self._base.with_path(self._base_path + path)
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-        timeout = self._request_timeout
-        if deadline is not None:
-            timeout = max(0.001, min(timeout, deadline - self.clock.monotonic()))
         for refreshed in (False, True):
             trace_id = new_trace_id()
-            now = self.clock.now()
-            auth_headers = await self._auth.headers("POST", url, data, now)
-            headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}
-            status, raw, response_headers = await self._send(
-                session, url, data, headers, timeout, trace_id, operation
-            )
-            if status == 401 and not refreshed and await self._auth.refresh(auth_headers):
-                logger.info(
-                    "%s: credentials rejected, retrying once with refreshed ones", operation
-                )
-                continue
-            payload = self._decode(status, raw, response_headers, trace_id, operation, secret, now)
+            status: int | None = None
+            await self._scheduler.admit(deadline)
+            started = self.clock.monotonic()
+            timeout = self._request_timeout
+            if deadline is not None:
+                timeout = max(0.001, min(timeout, deadline - started))
             try:
-                return parse(payload)
-            except ProtocolError as error:
-                raise type(error)(
-                    f"{operation}: {self.redact(str(error), secret)} (trace id {trace_id})",
-                    trace_id=trace_id,
-                    http_status=status,
-                ) from None
+                async with self._scheduler.slot():
+                    now = self.clock.now()
+                    auth_headers = await self._auth.headers("POST", url, data, now)
+                    headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}
+                    self.stats.requests += 1
+                    self.stats.polls += path == TASK_DETAIL_PATH
+                    self.stats.in_flight += 1
+                    try:
+                        status, raw, response_headers = await self._send(
+                            session, url, data, headers, timeout, trace_id, operation
+                        )
+                    finally:
+                        self.stats.in_flight -= 1
+                if status == 401 and not refreshed and await self._auth.refresh(auth_headers):
+                    logger.info(
+                        "%s: credentials rejected, retrying once with refreshed ones", operation
+                    )
+                    continue
+                payload = self._decode(
+                    status, raw, response_headers, trace_id, operation, secret, now
+                )
+                try:
+                    result = parse(payload)
+                except ProtocolError as error:
+                    raise type(error)(
+                        f"{operation}: {self.redact(str(error), secret)} (trace id {trace_id})",
+                        trace_id=trace_id,
+                        http_status=status,
+                    ) from None
+            except KooDriveError as error:
+                self._account(error)
+                self._observe(operation, status, started, trace_id, error)
+                raise
+            self._observe(operation, status, started, trace_id, None)
+            return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _account(self, error: KooDriveError) -> None:
+        self.stats.errors[type(error).__name__] += 1
+        if isinstance(error, RateLimitedError):
+            self.stats.rate_limited += 1
+            seconds = self._scheduler.limits.default_pause
+            if error.retry_after is not None:
+                seconds = min(
+                    self.policy.retry_after_max, max(self.policy.retry_after_min, error.retry_after)
+                )
+            if self._scheduler.pause(seconds):
+                self.stats.pauses += 1
+
+    def _observe(
+        self,
+        operation: str,
+        status: int | None,
+        started: float,
+        trace_id: str,
+        error: KooDriveError | None,
+    ) -> None:
+        if self._on_request is not None:
+            event = RequestEvent(
+                operation=operation,
+                http_status=status,
+                seconds=self.clock.monotonic() - started,
+                trace_id=trace_id,
+                error=None if error is None else type(error).__name__,
+            )
+            call_hook(self._on_request, event)
+
+    def retried(
+        self, task_id: str | None, error: KooDriveError, attempt: int, delay: float
+    ) -> None:
+        """Count a transient failure about to be retried and tell ``on_retry``."""
+        self.stats.retries += 1
+        if self._on_retry is not None:
+            call_hook(self._on_retry, RetryEvent(task_id, type(error).__name__, attempt, delay))
 
     async def _send(
         self,

@@ -8,38 +8,17 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 import backoff
 
+from ._validate import fraction, non_negative, positive_or_none
 from .exceptions import InvalidArgumentError
 
 DEFAULT_TIMEOUT = 3600.0
 """A wait gives up after one hour unless told otherwise: tasks of a few GB finish well within."""
 
 Random = Callable[[], float]
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (_is_number(value) and math.isfinite(value) and value >= 0):
-        raise InvalidArgumentError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
-
-
-def _fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not (_is_number(value) and 0 <= value <= 1):
-        raise InvalidArgumentError(f"{attribute.name} must be between 0 and 1, got {value!r}")
-
-
-def _optional_positive(
-    instance: object, attribute: attrs.Attribute[Any], value: float | None
-) -> None:
-    if value is not None and not (_is_number(value) and math.isfinite(value) and value > 0):
-        raise InvalidArgumentError(f"{attribute.name} must be > 0 or None, got {value!r}")
 
 
 def exponential(attempt: int, initial: float, factor: float, maximum: float) -> float:
@@ -77,15 +56,15 @@ class PollPolicy:
             for a day must not wedge a worker.
     """
 
-    initial_delay: float = attrs.field(default=1.0, validator=_non_negative)
-    factor: float = attrs.field(default=1.5, validator=_non_negative)
-    max_delay: float = attrs.field(default=30.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.1, validator=_fraction)
-    timeout: float | None = attrs.field(default=DEFAULT_TIMEOUT, validator=_optional_positive)
-    retry_initial_delay: float = attrs.field(default=0.5, validator=_non_negative)
-    retry_max_delay: float = attrs.field(default=30.0, validator=_non_negative)
-    retry_after_min: float = attrs.field(default=0.5, validator=_non_negative)
-    retry_after_max: float = attrs.field(default=120.0, validator=_non_negative)
+    initial_delay: float = attrs.field(default=1.0, validator=non_negative)
+    factor: float = attrs.field(default=1.5, validator=non_negative)
+    max_delay: float = attrs.field(default=30.0, validator=non_negative)
+    jitter: float = attrs.field(default=0.1, validator=fraction)
+    timeout: float | None = attrs.field(default=DEFAULT_TIMEOUT, validator=positive_or_none)
+    retry_initial_delay: float = attrs.field(default=0.5, validator=non_negative)
+    retry_max_delay: float = attrs.field(default=30.0, validator=non_negative)
+    retry_after_min: float = attrs.field(default=0.5, validator=non_negative)
+    retry_after_max: float = attrs.field(default=120.0, validator=non_negative)
 
     def __attrs_post_init__(self) -> None:
         if self.factor < 1:

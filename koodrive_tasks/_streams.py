@@ -74,6 +74,7 @@ class PollStream:
         self.next_poll_at = -math.inf
         self.polls = 0
         self.failures = 0
+        self.seen_running_at: float | None = None
 
     @property
     def task_id(self) -> str:
@@ -166,6 +167,7 @@ class PollStream:
             self.last_error = error
             delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
             self.next_poll_at = clock.monotonic() + delay
+            self._client.retried(self.task_id, error, self.failures, delay)
             logger.info(
                 "task %s: %s, polling again in %.2f s", self.task_id, type(error).__name__, delay
             )
@@ -178,10 +180,15 @@ class PollStream:
                 other.pending.append(info)
                 other.wake()
             logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
+        now = clock.monotonic()
         if info.is_terminal:
             self._registry.discard(self)  # later waits on this task start a fresh stream
+            if self.seen_running_at is not None:
+                self._client.stats.tasks_ended += 1
+                self._client.stats.detection_lag_bound += now - self.seen_running_at
         else:
-            self.next_poll_at = clock.monotonic() + self.policy.poll_delay(self.polls)
+            self.seen_running_at = now
+            self.next_poll_at = now + self.policy.poll_delay(self.polls)
 
     def _fail(self, error: KooDriveError) -> None:
         self.fatal = error

@@ -1,0 +1,39 @@
+"""attrs validators shared by the settings objects; they raise ``InvalidArgumentError``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from .exceptions import InvalidArgumentError
+
+
+def is_number(value: object) -> bool:
+    """A real int or float (booleans are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    """A finite number >= 0."""
+    if not (is_number(value) and math.isfinite(value) and value >= 0):
+        raise InvalidArgumentError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def fraction(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    """A number from 0 to 1."""
+    if not (is_number(value) and 0 <= value <= 1):
+        raise InvalidArgumentError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+def positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    """A finite number > 0, or ``None``."""
+    if value is not None and not (is_number(value) and math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(f"{attribute.name} must be > 0 or None, got {value!r}")
+
+
+def at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
+    """An integer >= 1."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise InvalidArgumentError(f"{attribute.name} must be an integer >= 1, got {value!r}")
