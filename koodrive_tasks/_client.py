@@ -22,8 +22,8 @@ from ._clock import AsyncioClock, Clock
 from ._many import CompletionStream, TaskBatch, TaskLike, TaskOutcome, TaskRef, UpdateStream
 from ._models import TargetFolder, TaskInfo, TaskType
 from ._policy import PollPolicy
-from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook
 from ._redact import REDACTED
+from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook
 from ._streams import PollStreams
 from ._waiter import TaskWaiter
 from .exceptions import (
