@@ -24,7 +24,7 @@ from ._models import (
     TaskStatus,
     TaskType,
 )
-from ._policy import PollPolicy
+from ._policy import PollPolicy, ProgressSample
 from ._scheduler import ClientStats, Limits, RequestEvent, RetryEvent
 from ._waiter import TaskWaiter
 from .exceptions import (
@@ -46,6 +46,7 @@ from .exceptions import (
     TaskCanceledError,
     TaskError,
     TaskFailedError,
+    TaskStalledError,
     TransportError,
     WaitTimeoutError,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PollPolicy",
+    "ProgressSample",
     "ProgressUpdate",
     "ProtocolError",
     "RateLimitedError",
@@ -89,6 +91,7 @@ __all__ = [
     "TaskOutcome",
     "TaskRef",
     "TaskResultCode",
+    "TaskStalledError",
     "TaskStatus",
     "TaskType",
     "TaskWaiter",

@@ -16,9 +16,9 @@ import math
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ._models import TaskInfo
-from ._policy import PollPolicy
-from .exceptions import KooDriveError
+from ._models import TaskInfo, TaskStatus
+from ._policy import PollPlan, PollPolicy
+from .exceptions import KooDriveError, TaskStalledError
 
 if TYPE_CHECKING:
     from ._client import KooDriveClient
@@ -72,9 +72,10 @@ class PollStream:
         self.last_error: KooDriveError | None = None
         self.fatal: KooDriveError | None = None
         self.next_poll_at = -math.inf
-        self.polls = 0
         self.failures = 0
         self.seen_running_at: float | None = None
+        self.changed_at: float | None = None
+        self.plan = PollPlan(policy)
 
     @property
     def task_id(self) -> str:
@@ -147,9 +148,13 @@ class PollStream:
             if sub.deadline is not None and now >= sub.deadline:
                 return
             earliest = self._earliest_deadline(now)
+            stall_at = self._stall_at()
+            if now >= stall_at:
+                self._fail(self._stalled(now))
+                return
             if now < self.next_poll_at:
                 # Never sleep past anyone's deadline: followers rely on the leader to wake them.
-                await clock.sleep(min(self.next_poll_at, earliest) - now)
+                await clock.sleep(min(self.next_poll_at, earliest, stall_at) - now)
                 continue
             await self._poll(None if math.isinf(earliest) else earliest)
 
@@ -173,14 +178,14 @@ class PollStream:
             )
             return
         self.failures = 0
-        self.polls += 1
         previous, self.latest = self.latest, info
+        now = clock.monotonic()
         if previous is None or (previous.status, previous.progress) != (info.status, info.progress):
+            self.changed_at = now
             for other in self.subscribers:
                 other.pending.append(info)
                 other.wake()
             logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
-        now = clock.monotonic()
         if info.is_terminal:
             self._registry.discard(self)  # later waits on this task start a fresh stream
             if self.seen_running_at is not None:
@@ -188,7 +193,30 @@ class PollStream:
                 self._client.stats.detection_lag_bound += now - self.seen_running_at
         else:
             self.seen_running_at = now
-            self.next_poll_at = now + self.policy.poll_delay(self.polls)
+            delay = self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
+            self.next_poll_at = now + delay
+
+    def _stall_at(self) -> float:
+        limit = self.policy.stall_timeout
+        if limit is None or self.changed_at is None:
+            return math.inf
+        return self.changed_at + limit
+
+    def _stalled(self, now: float) -> TaskStalledError:
+        info = self.latest
+        assert info is not None  # noqa: S101 - changed_at is set with the first observation
+        assert self.changed_at is not None  # noqa: S101
+        stalled_for = now - self.changed_at
+        return TaskStalledError(
+            f"task {self.task_id} made no progress for {stalled_for:g} s "
+            f"({info.status.name.lower()} at {info.progress} %); it may still be running: "
+            "check it in KooDrive or raise stall_timeout",
+            task_id=self.task_id,
+            timeout=self.policy.stall_timeout or 0.0,
+            last_info=info,
+            last_error=self.last_error,
+            stalled_for=stalled_for,
+        )
 
     def _fail(self, error: KooDriveError) -> None:
         self.fatal = error

@@ -27,7 +27,9 @@ def fraction(instance: object, attribute: attrs.Attribute[Any], value: float) ->
         raise InvalidArgumentError(f"{attribute.name} must be between 0 and 1, got {value!r}")
 
 
-def positive_or_none(instance: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+def positive_or_none(
+    instance: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
     """A finite number > 0, or ``None``."""
     if value is not None and not (is_number(value) and math.isfinite(value) and value > 0):
         raise InvalidArgumentError(f"{attribute.name} must be > 0 or None, got {value!r}")
@@ -37,3 +39,9 @@ def at_least_one(instance: object, attribute: attrs.Attribute[Any], value: int) 
     """An integer >= 1."""
     if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
         raise InvalidArgumentError(f"{attribute.name} must be an integer >= 1, got {value!r}")
+
+
+def boolean(instance: object, attribute: attrs.Attribute[Any], value: bool) -> None:
+    """``True`` or ``False``, not merely truthy."""
+    if not isinstance(value, bool):
+        raise InvalidArgumentError(f"{attribute.name} must be True or False, got {value!r}")

@@ -22,6 +22,7 @@
     │   ├── TaskFailedError                    completed, every file failed
     │   └── TaskCanceledError                  canceled
     └── WaitTimeoutError (TimeoutError)        the wait's deadline passed
+        └── TaskStalledError                   no change for ``stall_timeout``
 
 ``retryable`` errors are retried inside a wait for as long as its deadline allows.
 No message, attribute or repr here ever holds a credential, a ``kdstoken`` or the
@@ -243,3 +244,28 @@ class WaitTimeoutError(KooDriveError, TimeoutError):
     def last_status(self) -> TaskStatus | None:
         """The last status seen, or ``None``."""
         return None if self.last_info is None else self.last_info.status
+
+
+class TaskStalledError(WaitTimeoutError):
+    """Raised when a task's status and progress did not change for ``stall_timeout``.
+
+    The task may still be running: KooDrive was reachable but reported no change.
+
+    Attributes:
+        stalled_for: Seconds without a change.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str,
+        timeout: float,
+        last_info: TaskInfo | None,
+        last_error: KooDriveError | None,
+        stalled_for: float,
+    ) -> None:
+        super().__init__(
+            message, task_id=task_id, timeout=timeout, last_info=last_info, last_error=last_error
+        )
+        self.stalled_for = stalled_for

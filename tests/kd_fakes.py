@@ -120,5 +120,7 @@ def shape_b(
     return body
 
 
-FAST = PollPolicy(initial_delay=1.0, factor=2.0, max_delay=8.0, jitter=0.0, timeout=600.0)
+FAST = PollPolicy(
+    initial_delay=1.0, factor=2.0, max_delay=8.0, jitter=0.0, timeout=600.0, progress_aware=False
+)
 """Deterministic polling: 1, 2, 4, 8, 8 ... virtual seconds apart."""

@@ -21,7 +21,7 @@ from koodrive_tasks import (
 )
 from koodrive_tasks._virtual_clock import VirtualClock
 
-POLICY = PollPolicy(initial_delay=5, factor=1, max_delay=5, jitter=0, timeout=1000)
+POLICY = PollPolicy(initial_delay=5, factor=1, max_delay=5, jitter=0, timeout=1000, progress_aware=False)
 
 
 def finish_after(polls_before_done: int) -> Any:
