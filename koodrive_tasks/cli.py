@@ -388,5 +388,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     return code
 
 
-if __name__ == "__main__":  # pragma: no cover
+def console_main() -> None:
+    """The ``koodrive-tasks`` console script: exit with :func:`main`'s code."""
     sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    console_main()

@@ -58,10 +58,25 @@ def test_without_signal_the_delay_is_exponential() -> None:
 
 
 def test_far_from_the_end_the_delay_halves_the_distance() -> None:
-    """An estimated 200 s to go gives a 100 s sleep (progress_max_delay 300)."""
+    """An estimated 200 s to go, after 300 s watched, gives a 100 s sleep."""
+    first, latest = ProgressSample(0, 0), ProgressSample(300, 60)
+    assert estimate_remaining(first, latest, now=300) == pytest.approx(200)
+    assert NO_JITTER.next_delay(5, first, latest, now=300) == pytest.approx(100)
+
+
+def test_no_jump_further_than_half_the_watched_time() -> None:
+    """After 100 s watched, the next look is at most 50 s away, whatever the estimate."""
     first, latest = ProgressSample(0, 0), ProgressSample(100, 33)
     assert estimate_remaining(first, latest, now=100) == pytest.approx(203.03, abs=0.01)
-    assert NO_JITTER.next_delay(5, first, latest, now=100) == pytest.approx(203.03 / 2, abs=0.01)
+    assert NO_JITTER.next_delay(5, first, latest, now=100) == pytest.approx(50)
+
+
+def test_a_recent_speed_up_shortens_the_estimate() -> None:
+    """The faster recent rate wins over a slow average (tasks that accelerate)."""
+    first, previous, latest = ProgressSample(0, 0), ProgressSample(90, 10), ProgressSample(100, 30)
+    assert estimate_remaining(first, latest, now=100) == pytest.approx(233.33, abs=0.01)
+    assert estimate_remaining(previous, latest, now=100) == pytest.approx(35)
+    assert NO_JITTER.next_delay(5, first, latest, now=100, previous=previous) == pytest.approx(17.5)
 
 
 def test_near_the_end_the_poll_lands_just_after_the_estimate() -> None:

@@ -1,0 +1,35 @@
+"""A local KooDrive share-task service (what moto is to AWS), built on ``aiohttp.web``.
+
+Use it as ``async with Emulator() as emu:`` and point a client at ``emu.url`` with
+``emu.token`` (or ``emu.app_id``/``emu.app_secret``); drive task time with a
+:class:`ManualClock`, script tasks with :class:`TaskScript` and inject faults with
+:class:`Fault` and :class:`FaultPlan`.
+"""
+
+from ._auth import AppCredential
+from ._clock import ManualClock
+from ._faults import DEFAULT_FAULT_MIX, Fault, FaultKind, FaultPlan
+from ._scripts import Curve, FileResultsForm, Outcome, RandomScripts, Shape, Stall, TaskScript
+from ._server import Emulator, serve
+from ._stats import EmulatorStats
+from ._tasks import TaskSnapshot
+
+__all__ = [
+    "DEFAULT_FAULT_MIX",
+    "AppCredential",
+    "Curve",
+    "Emulator",
+    "EmulatorStats",
+    "Fault",
+    "FaultKind",
+    "FaultPlan",
+    "FileResultsForm",
+    "ManualClock",
+    "Outcome",
+    "RandomScripts",
+    "Shape",
+    "Stall",
+    "TaskScript",
+    "TaskSnapshot",
+    "serve",
+]
