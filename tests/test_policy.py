@@ -34,8 +34,8 @@ def half() -> float:
 def test_defaults_are_valid() -> None:
     """The default policy constructs and has the documented values."""
     policy = PollPolicy()
-    assert policy.initial_delay == 1.0
-    assert policy.factor >= 1
+    assert policy.initial_delay == 2.0
+    assert policy.factor == 2.0
     assert policy.max_delay >= policy.initial_delay
     assert 0 <= policy.jitter <= 1
     assert policy.timeout == DEFAULT_TIMEOUT
@@ -160,10 +160,10 @@ def test_poll_delay_sequence_without_jitter() -> None:
 
 
 def test_poll_delay_default_sequence() -> None:
-    """The default policy grows by 1.5 from 1 s, capped at 30 s."""
+    """The default policy doubles from 2 s, capped at 30 s."""
     policy = PollPolicy(jitter=0.0)
     delays = [policy.poll_delay(n) for n in range(1, 12)]
-    assert delays[:4] == [1.0, 1.5, 2.25, 3.375]
+    assert delays[:5] == [2.0, 4.0, 8.0, 16.0, 30.0]
     assert delays[-1] == 30.0
     assert delays == sorted(delays)
 

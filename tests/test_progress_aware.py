@@ -22,7 +22,7 @@ from koodrive_tasks._policy import estimate_remaining
 from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Emulator, Stall, TaskScript
 
-NO_JITTER = PollPolicy(jitter=0)
+NO_JITTER = PollPolicy(jitter=0, initial_delay=1.0, progress_aware=True)
 
 
 def test_estimate_from_average_rate() -> None:
@@ -64,11 +64,11 @@ def test_far_from_the_end_the_delay_halves_the_distance() -> None:
     assert NO_JITTER.next_delay(5, first, latest, now=300) == pytest.approx(100)
 
 
-def test_no_jump_further_than_half_the_watched_time() -> None:
-    """After 100 s watched, the next look is at most 50 s away, whatever the estimate."""
-    first, latest = ProgressSample(0, 0), ProgressSample(100, 33)
-    assert estimate_remaining(first, latest, now=100) == pytest.approx(203.03, abs=0.01)
-    assert NO_JITTER.next_delay(5, first, latest, now=100) == pytest.approx(50)
+def test_no_jump_further_than_the_watched_time() -> None:
+    """After 60 s watched, the next look is at most 60 s away, whatever the estimate."""
+    first, latest = ProgressSample(0, 0), ProgressSample(60, 20)
+    assert estimate_remaining(first, latest, now=60) == pytest.approx(240)
+    assert NO_JITTER.next_delay(5, first, latest, now=60) == pytest.approx(60)
 
 
 def test_a_recent_speed_up_shortens_the_estimate() -> None:
@@ -94,8 +94,8 @@ def test_overdue_tasks_are_polled_with_growing_gaps() -> None:
 
 
 def test_progress_aware_off_ignores_progress() -> None:
-    """With progress_aware=False the delay is the exponential one whatever the samples say."""
-    policy = PollPolicy(jitter=0, progress_aware=False)
+    """With progress_aware off (the default) the delay is the exponential one whatever the samples say."""
+    policy = PollPolicy(jitter=0)
     assert policy.next_delay(4, ProgressSample(0, 0), ProgressSample(10, 90), now=10) == policy.poll_delay(4)
 
 
@@ -109,7 +109,7 @@ def test_progress_aware_off_ignores_progress() -> None:
 )
 def test_next_delay_is_always_within_bounds(polls: int, t0: float, dt: float, p0: int, dp: int, r: float) -> None:
     """Whatever the samples, the delay is finite and within [0, progress_max_delay]."""
-    policy = PollPolicy()
+    policy = PollPolicy(progress_aware=True)
     latest = ProgressSample(t0 + dt, min(100, max(0, p0 + dp)))
     delay = policy.next_delay(polls, ProgressSample(t0, p0), latest, now=t0 + dt, rand=lambda: r)
     assert 0 <= delay <= policy.progress_max_delay
@@ -146,8 +146,8 @@ async def polls_for(emu: Emulator, clock: VirtualClock, policy: PollPolicy, scri
 async def test_progress_aware_polls_less_and_notices_sooner(emu: Emulator, clock: VirtualClock) -> None:
     """On a steady 30-minute task the progress-aware policy needs far fewer polls and less lag."""
     script = TaskScript(pending_s=2, duration_s=1800)
-    aware_polls, aware_lag = await polls_for(emu, clock, PollPolicy(jitter=0), script)
-    plain_polls, plain_lag = await polls_for(emu, clock, PollPolicy(jitter=0, progress_aware=False), script)
+    aware_polls, aware_lag = await polls_for(emu, clock, PollPolicy(jitter=0, progress_aware=True), script)
+    plain_polls, plain_lag = await polls_for(emu, clock, PollPolicy(jitter=0), script)
     assert aware_polls * 2 <= plain_polls
     assert aware_lag < plain_lag
     assert aware_lag < 5
@@ -157,7 +157,7 @@ async def test_stall_is_reported_separately_from_the_deadline(emu: Emulator, clo
     """A task stuck at one progress for stall_timeout raises TaskStalledError before the deadline."""
     script = TaskScript(pending_s=0, duration_s=10_000, stalls=(Stall(start=0.1, length=0.8),))
     task_id = emu.add_task(script)
-    policy = PollPolicy(stall_timeout=600, timeout=7200)
+    policy = PollPolicy(stall_timeout=600, timeout=7200, progress_aware=True)
     async with KooDriveClient(emu.url, auth=BearerToken(emu.token), clock=clock, policy=policy, allow_insecure_urls=True) as kd:
         with pytest.raises(TaskStalledError) as caught:
             await kd.wait_for_task("share-1", task_id)
