@@ -9,7 +9,7 @@ about *when* to poll, so they are exact and repeatable.
 
 Strategies:
 - fixed: poll every second.
-- naive: the loop a user would write with ``backoff``: ``backoff.expo`` (1 s × 2,
+- naive: the loop a user would write with ``backoff``: ``backoff.expo`` (1 s x 2,
   capped at 30 s), progress ignored. The baseline of the ratios.
 - ours: ``PollPolicy()`` as a wait uses it (``PollPlan``), default settings.
 - ours, progress-aware: ``PollPolicy(progress_aware=True)``; it would become the
