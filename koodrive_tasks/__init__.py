@@ -13,13 +13,14 @@ the download URL of the finished package::
 from ._auth import AppSignature, BearerToken
 from ._client import KooDriveClient
 from ._clock import AsyncioClock, Clock
-from ._many import CompletionStream, TaskBatch, TaskOutcome, TaskRef, UpdateStream
+from ._many import CompletionStream, TaskBatch, TaskOutcome, UpdateStream
 from ._models import (
     FileResult,
     FileStatus,
     ProgressUpdate,
     TargetFolder,
     TaskInfo,
+    TaskRef,
     TaskResultCode,
     TaskStatus,
     TaskType,

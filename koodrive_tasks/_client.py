@@ -16,11 +16,11 @@ from typing import Any, TypeVar
 import aiohttp
 from yarl import URL
 
-from . import _wire
+from . import _resume, _wire
 from ._auth import Auth
 from ._clock import AsyncioClock, Clock
-from ._many import CompletionStream, TaskBatch, TaskLike, TaskOutcome, TaskRef, UpdateStream
-from ._models import TargetFolder, TaskInfo, TaskType
+from ._many import CompletionStream, TaskBatch, TaskLike, TaskOutcome, UpdateStream
+from ._models import TargetFolder, TaskInfo, TaskRef, TaskType
 from ._policy import PollPolicy
 from ._redact import REDACTED
 from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook
@@ -395,6 +395,55 @@ class KooDriveClient:
             self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy
         )
         return await batch.results()
+
+    def checkpoint(self, waiters: Iterable[TaskWaiter]) -> str:
+        """A continuation token for these waits: versioned JSON, no secrets.
+
+        Store it; after a restart, :meth:`resume` continues the waits where they were.
+        """
+        return _resume.dump((w.state() for w in waiters), self.clock.now())
+
+    def resume(
+        self,
+        token: str | bytes,
+        *,
+        kdstokens: Mapping[str, str] | None = None,
+        policy: PollPolicy | None = None,
+    ) -> list[TaskWaiter]:
+        """Recreate the waits saved by :meth:`checkpoint`.
+
+        Each wait keeps what was left of its deadline (minus the time since the token
+        was saved), continues its backoff, and spreads its first poll with jitter.
+
+        Args:
+            token: The continuation token.
+            kdstokens: ``kdstoken`` per task id, for shares that need one (tokens are
+                never stored in the continuation token).
+            policy: Polling policy; by default the client's.
+
+        Raises:
+            InvalidArgumentError: If the token is not a continuation token.
+        """
+        states, saved_at = _resume.load(token)
+        elapsed = max(0.0, (self.clock.now() - saved_at).total_seconds())
+        waiters = []
+        for state in states:
+            timeout = state.timeout_left
+            if timeout is not None:
+                timeout = max(1e-3, timeout - elapsed)  # an expired wait times out on first use
+            waiters.append(
+                TaskWaiter(
+                    self,
+                    self._streams,
+                    state.share_id,
+                    state.task_id,
+                    kdstoken=(kdstokens or {}).get(state.task_id),
+                    policy=policy or self.policy,
+                    timeout=timeout,
+                    resume=state,
+                )
+            )
+        return waiters
 
     def track(self, batch: TaskBatch) -> None:
         """Remember a running batch so that :meth:`close` can stop it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import statistics
 import time
 import zipfile
@@ -11,10 +12,10 @@ from typing import TextIO
 import aiohttp
 
 from ._auth import BearerToken
-from ._cli_render import Renderer
+from ._cli_render import JsonLines, Renderer
 from ._client import KooDriveClient
-from ._many import TaskOutcome, TaskRef
-from ._models import TaskType
+from ._many import TaskOutcome
+from ._models import TaskRef, TaskType
 from ._policy import PollPolicy
 from .cli import classify
 from .emulator import Emulator, Outcome, RandomScripts, TaskScript
@@ -99,7 +100,7 @@ async def run_demo(
             if (ended := emu.snapshot(task_id).ended_after_s) is not None
         ]
         polls = emu.stats.detail_polls
-    _summary(out, words, polls, lags, checked)
+    _summary(out, words, polls, lags, checked, as_json=isinstance(renderer, JsonLines))
     ok = not mismatched and checked is not None
     if mismatched:
         out.write(f"unexpected outcomes for scripted tasks {mismatched}\n")
@@ -128,9 +129,28 @@ async def _check_one_package(
 
 
 def _summary(
-    out: TextIO, words: list[str], polls: int, lags: list[float], checked: str | None
+    out: TextIO,
+    words: list[str],
+    polls: int,
+    lags: list[float],
+    checked: str | None,
+    *,
+    as_json: bool,
 ) -> None:
     counts = {word: words.count(word) for word in dict.fromkeys(words)}
+    if as_json:  # JSON-lines mode stays machine-readable to the last line
+        summary = {
+            "event": "summary",
+            "tasks": len(words),
+            "outcomes": counts,
+            "polls_sent": polls,
+            "mean_detection_lag_s": round(statistics.fmean(lags), 3) if lags else None,
+            "p95_detection_lag_s": round(_p95(lags), 3) if lags else None,
+            "package_check": checked,
+        }
+        out.write(json.dumps(summary) + "\n")
+        out.flush()
+        return
     rows = [
         ("tasks", str(len(words))),
         *((f"  {word.replace('_', ' ')}", str(n)) for word, n in counts.items()),

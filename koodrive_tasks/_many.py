@@ -9,39 +9,13 @@ from typing import TYPE_CHECKING, TypeVar, Union
 
 import attrs
 
-from ._models import ProgressUpdate, TaskInfo, TaskType
+from ._models import ProgressUpdate, TaskInfo, TaskRef, TaskType
 from ._policy import PollPolicy
-from ._redact import secret_repr
-from .exceptions import InvalidArgumentError, KooDriveError
+from ._waiter import TaskWaiter
+from .exceptions import KooDriveError
 
 if TYPE_CHECKING:
     from ._client import KooDriveClient
-
-
-@attrs.frozen
-class TaskRef:
-    """Which task to wait for.
-
-    Attributes:
-        share_id: The share the task belongs to.
-        task_id: The task's id.
-        kdstoken: The share link's temporary token, if any (hidden in ``repr``).
-    """
-
-    share_id: str
-    task_id: str
-    kdstoken: str | None = attrs.field(default=None, repr=secret_repr)
-
-    @classmethod
-    def of(cls, value: TaskRef | tuple[str, str] | tuple[str, str, str | None]) -> TaskRef:
-        """Accept a ``TaskRef`` or a ``(share_id, task_id[, kdstoken])`` tuple."""
-        if isinstance(value, TaskRef):
-            return value
-        if isinstance(value, tuple) and len(value) in (2, 3):
-            return cls(*value)
-        raise InvalidArgumentError(
-            f"expected a TaskRef or a (share_id, task_id) tuple, got {type(value).__name__}"
-        )
 
 
 TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
@@ -95,13 +69,21 @@ class TaskBatch:
     def __init__(
         self,
         client: KooDriveClient,
-        tasks: Iterable[TaskLike],
+        tasks: Iterable[TaskLike | TaskWaiter],
         *,
         updates: bool,
         timeout: float | None,
         policy: PollPolicy | None,
     ) -> None:
-        refs = [TaskRef.of(task) for task in tasks]
+        self._given: dict[TaskRef, TaskWaiter] = {}
+        refs = []
+        for task in tasks:
+            if isinstance(task, TaskWaiter):  # e.g. resumed from a continuation token
+                ref = task.ref
+                self._given[ref] = task
+            else:
+                ref = TaskRef.of(task)
+            refs.append(ref)
         self._refs = list(dict.fromkeys(refs))  # one wait per task, order kept
         self._client = client
         self._updates = updates
@@ -143,7 +125,7 @@ class TaskBatch:
         self._client.track(self)
 
     async def _wait(self, ref: TaskRef) -> None:
-        waiter = self._client.wait_for_task(
+        waiter = self._given.get(ref) or self._client.wait_for_task(
             ref.share_id,
             ref.task_id,
             kdstoken=ref.kdstoken,

@@ -7,7 +7,8 @@ from datetime import datetime
 
 import attrs
 
-from ._redact import redact_url
+from ._redact import redact_url, secret_repr
+from .exceptions import InvalidArgumentError
 
 
 class TaskStatus(enum.IntEnum):
@@ -139,3 +140,29 @@ class TargetFolder:
 
     container_id: str
     file_id: str = "root"
+
+
+@attrs.frozen
+class TaskRef:
+    """Which task to wait for.
+
+    Attributes:
+        share_id: The share the task belongs to.
+        task_id: The task's id.
+        kdstoken: The share link's temporary token, if any (hidden in ``repr``).
+    """
+
+    share_id: str
+    task_id: str
+    kdstoken: str | None = attrs.field(default=None, repr=secret_repr)
+
+    @classmethod
+    def of(cls, value: TaskRef | tuple[str, str] | tuple[str, str, str | None]) -> TaskRef:
+        """Accept a ``TaskRef`` or a ``(share_id, task_id[, kdstoken])`` tuple."""
+        if isinstance(value, TaskRef):
+            return value
+        if isinstance(value, tuple) and len(value) in (2, 3):
+            return cls(*value)
+        raise InvalidArgumentError(
+            f"expected a TaskRef or a (share_id, task_id) tuple, got {type(value).__name__}"
+        )

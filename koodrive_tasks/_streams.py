@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import random
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("koodrive_tasks")
 
 StreamKey = tuple[str, str, str | None]
+_FAILURES_BEFORE_WARNING = 3
 
 
 class DeadlineReached(Exception):  # noqa: N818 - a signal inside the package, never raised to users
@@ -173,8 +175,16 @@ class PollStream:
             delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
             self.next_poll_at = clock.monotonic() + delay
             self._client.retried(self.task_id, error, self.failures, delay)
-            logger.info(
-                "task %s: %s, polling again in %.2f s", self.task_id, type(error).__name__, delay
+            # Say it once, loudly, when failures persist: a wrong base URL or a network
+            # outage should not stay silent until the deadline.
+            log = logger.warning if self.failures == _FAILURES_BEFORE_WARNING else logger.info
+            log(
+                "task %s: poll %d failed in a row (%s: %s); retrying in %.1f s until the deadline",
+                self.task_id,
+                self.failures,
+                type(error).__name__,
+                error,
+                delay,
             )
             return
         self.failures = 0
@@ -235,15 +245,26 @@ class PollStreams:
         return len(self._streams)
 
     def subscribe(
-        self, client: KooDriveClient, key: StreamKey, policy: PollPolicy, deadline: float | None
+        self,
+        client: KooDriveClient,
+        key: StreamKey,
+        policy: PollPolicy,
+        deadline: float | None,
+        resume_polls: int | None = None,
     ) -> tuple[PollStream, Subscriber]:
         """Join the task's stream, starting one if none is live.
 
-        The first wait's policy drives a shared stream.
+        The first wait's policy drives a shared stream. A stream started for a resumed
+        wait continues its backoff and spreads its first poll over the delay it had
+        reached, so that a restarted worker does not poll every task at once.
         """
         stream = self._streams.get(key)
         if stream is None:
             stream = self._streams[key] = PollStream(self, key, client, policy)
+            if resume_polls:
+                stream.plan.polls = resume_polls
+                spread = policy.poll_delay(resume_polls) * random.random()
+                stream.next_poll_at = client.clock.monotonic() + spread
         return stream, stream.subscribe(deadline)
 
     def discard(self, stream: PollStream) -> None:

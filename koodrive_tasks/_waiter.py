@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 from yarl import URL
 
-from ._models import ProgressUpdate, TaskInfo, TaskResultCode, TaskStatus
+from ._models import ProgressUpdate, TaskInfo, TaskRef, TaskResultCode, TaskStatus
 from ._policy import PollPolicy
 from ._redact import redact_url
+from ._resume import WaitState
 from ._streams import DeadlineReached, PollStream, PollStreams, Subscriber
 from .exceptions import (
     InsecureURLError,
@@ -52,6 +53,7 @@ class TaskWaiter:
         kdstoken: str | None,
         policy: PollPolicy,
         timeout: float | None,
+        resume: WaitState | None = None,
     ) -> None:
         self._client = client
         self._streams = streams
@@ -69,6 +71,9 @@ class TaskWaiter:
         self._iterating = False
         self._warned = False
         self._backlog: deque[ProgressUpdate] = deque()
+        self._resume_polls = None if resume is None else resume.polls
+        if resume is not None and resume.status is not None:
+            self._last = TaskInfo(task_id, resume.status, resume.progress or 0)
 
     def __repr__(self) -> str:
         state = "running"
@@ -77,6 +82,11 @@ class TaskWaiter:
         elif self._error is not None:
             state = type(self._error).__name__
         return f"<TaskWaiter task_id={self.task_id!r} {state}>"
+
+    @property
+    def ref(self) -> TaskRef:
+        """The task this waiter waits for."""
+        return TaskRef(*self._key)
 
     @property
     def last_info(self) -> TaskInfo | None:
@@ -97,8 +107,9 @@ class TaskWaiter:
             self._deadline = clock.monotonic() + self.timeout
         if self._sub is None:
             self._stream, self._sub = self._streams.subscribe(
-                self._client, self._key, self.policy, self._deadline
+                self._client, self._key, self.policy, self._deadline, self._resume_polls
             )
+            self._resume_polls = None
         assert self._stream is not None  # noqa: S101 - set together with _sub
         try:
             info = await self._stream.next(self._sub)
@@ -143,6 +154,22 @@ class TaskWaiter:
             timeout=self.timeout or 0.0,
             last_info=last,
             last_error=last_error,
+        )
+
+    def state(self) -> WaitState:
+        """Where this wait stands now, for :meth:`KooDriveClient.checkpoint`."""
+        timeout_left = self.timeout
+        if self._deadline is not None:
+            timeout_left = max(0.0, self._deadline - self._client.clock.monotonic())
+        polls = self._stream.plan.polls if self._stream is not None else (self._resume_polls or 0)
+        last = self._last
+        return WaitState(
+            share_id=self._key[0],
+            task_id=self.task_id,
+            status=None if last is None else last.status,
+            progress=None if last is None else last.progress,
+            polls=polls,
+            timeout_left=timeout_left,
         )
 
     def __aiter__(self) -> AsyncIterator[ProgressUpdate]:

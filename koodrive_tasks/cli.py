@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -31,8 +32,8 @@ from yarl import URL
 from ._auth import AppSignature, Auth, BearerToken
 from ._cli_render import Bars, JsonLines, Renderer
 from ._client import KooDriveClient
-from ._many import TaskOutcome, TaskRef
-from ._models import TargetFolder, TaskResultCode, TaskType
+from ._many import TaskOutcome
+from ._models import TargetFolder, TaskRef, TaskResultCode, TaskType
 from .exceptions import (
     AuthenticationError,
     InvalidArgumentError,
@@ -156,7 +157,12 @@ def make_renderer(args: argparse.Namespace, out: TextIO) -> Renderer:
 async def follow(
     kd: KooDriveClient, refs: list[TaskRef], renderer: Renderer, timeout: float | None, out: TextIO
 ) -> int:
-    """Show every task's progress until all end; print results; return the exit code."""
+    """Show every task's progress until all end; print results; return the exit code.
+
+    The download URL goes to stdout (the result), errors go to stderr as one line each
+    whatever the output mode, so a pipe into ``jq`` still shows what went wrong.
+    """
+    refs = list(dict.fromkeys(refs))
     codes: list[int] = []
     results: list[tuple[TaskRef, str, dict[str, object]]] = []
     async with kd.watch_many(refs, timeout=timeout) as stream:
@@ -168,13 +174,12 @@ async def follow(
             codes.append(code)
             results.append((ref, word, detail))
     renderer.close()
-    if isinstance(renderer, Bars):
-        for ref, _word, detail in results:
-            if "download_url" in detail:
-                prefix = "" if len(refs) == 1 else f"{ref.task_id} "
-                out.write(f"{prefix}{detail['download_url']}\n")
-            if "error" in detail:
-                print(f"koodrive-tasks: {ref.task_id}: {detail['error']}", file=sys.stderr)
+    for ref, _word, detail in results:
+        if "download_url" in detail and isinstance(renderer, Bars):
+            prefix = "" if len(refs) == 1 else f"{ref.task_id} "
+            out.write(f"{prefix}{detail['download_url']}\n")
+        if "error" in detail:
+            print(f"koodrive-tasks: {ref.task_id}: {detail['error']}", file=sys.stderr)
     return worst(codes)
 
 
@@ -211,7 +216,7 @@ async def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
         )
         renderer = make_renderer(args, out)
         if isinstance(renderer, JsonLines):
-            out.write(f'{{"event": "created", "task_id": "{task_id}"}}\n')
+            out.write(json.dumps({"event": "created", "task_id": task_id}) + "\n")
         else:
             out.write(f"{task_id}\n")
         out.flush()
@@ -226,11 +231,15 @@ async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """``serve``: run the emulator until interrupted."""
     from .emulator import serve  # noqa: PLC0415 - only `serve` needs the emulator loaded
 
+    token = args.token or _env("KOODRIVE_TOKEN")
+
     def ready(emu: object) -> None:
         url = getattr(emu, "url", "")
         print(f"KooDrive emulator serving on {url}  (Ctrl-C to stop)", file=out)
         print(f"export KOODRIVE_BASE_URL={url}", file=out)
-        if not args.token:  # a generated, emulator-only credential: the user needs it to connect
+        if (
+            not token
+        ):  # only a generated, emulator-only credential is shown: it is needed to connect
             print(f"export KOODRIVE_TOKEN={getattr(emu, 'token', '')}", file=out)
         out.flush()
 
@@ -241,7 +250,7 @@ async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         fault_rate=args.faults,
         seed=args.seed,
         on_ready=ready,
-        token=args.token or _env("KOODRIVE_TOKEN"),
+        token=token,
     )
     return EXIT_OK
 

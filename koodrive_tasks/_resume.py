@@ -1,0 +1,133 @@
+"""Continuation tokens: carry waits across a process restart.
+
+A token is versioned JSON (never pickle): which tasks, what was last seen, how far
+the backoff had gone, how much of each deadline was left. It holds no credential
+and no ``kdstoken``: pass those again when resuming.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from datetime import datetime
+
+import attrs
+
+from ._models import TaskStatus
+from .exceptions import InvalidArgumentError
+
+FORMAT = "koodrive-tasks/waits"
+VERSION = 1
+_MAX_TOKEN_BYTES = 16 << 20
+
+
+@attrs.frozen
+class WaitState:
+    """Where one wait stood when it was checkpointed.
+
+    Attributes:
+        share_id: The share.
+        task_id: The task.
+        status: The last status seen, if any.
+        progress: The last progress seen, if any.
+        polls: Successful polls so far (the backoff resumes from here).
+        timeout_left: Seconds left before the wait's deadline, or ``None`` for no deadline.
+    """
+
+    share_id: str
+    task_id: str
+    status: TaskStatus | None
+    progress: int | None
+    polls: int
+    timeout_left: float | None
+
+
+def dump(states: Iterable[WaitState], saved_at: datetime) -> str:
+    """Serialise wait states into a token."""
+    return json.dumps(
+        {
+            "format": FORMAT,
+            "version": VERSION,
+            "saved_at": saved_at.isoformat(),
+            "waits": [
+                {
+                    "share_id": s.share_id,
+                    "task_id": s.task_id,
+                    "status": None if s.status is None else int(s.status),
+                    "progress": s.progress,
+                    "polls": s.polls,
+                    "timeout_left": s.timeout_left,
+                }
+                for s in states
+            ],
+        },
+        separators=(",", ":"),
+    )
+
+
+def _bad(why: str) -> InvalidArgumentError:
+    return InvalidArgumentError(f"not a valid koodrive-tasks continuation token: {why}")
+
+
+def _field(
+    item: dict[str, object], name: str, kind: type | tuple[type, ...], *, optional: bool = False
+) -> object:
+    value = item.get(name)
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise _bad(f"'{name}' is missing or of the wrong type")
+    return value
+
+
+def load(token: str | bytes) -> tuple[list[WaitState], datetime]:
+    """Parse a token made by :func:`dump`.
+
+    Raises:
+        InvalidArgumentError: If it is not such a token, or of a version this release
+            cannot read.
+    """
+    if len(token) > _MAX_TOKEN_BYTES:
+        raise _bad("too large")
+    try:
+        document = json.loads(token)
+    except (ValueError, RecursionError):
+        raise _bad("not JSON") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise _bad("wrong format marker")
+    if document.get("version") != VERSION:
+        raise _bad(f"version {document.get('version')!r}; this release reads version {VERSION}")
+    try:
+        saved_at = datetime.fromisoformat(str(document.get("saved_at")))
+    except ValueError:
+        raise _bad("'saved_at' is not a timestamp") from None
+    if saved_at.tzinfo is None:
+        raise _bad("'saved_at' has no time zone")
+    waits = document.get("waits")
+    if not isinstance(waits, list):
+        raise _bad("'waits' is not a list")
+    states = []
+    for item in waits:
+        if not isinstance(item, dict):
+            raise _bad("a wait is not an object")
+        status = _field(item, "status", int, optional=True)
+        timeout_left = _field(item, "timeout_left", (int, float), optional=True)
+        polls = _field(item, "polls", int)
+        if (
+            (status is not None and status not in {int(s) for s in TaskStatus})
+            or (timeout_left is not None and not math.isfinite(float(timeout_left)))  # type: ignore[arg-type]
+            or polls < 0  # type: ignore[operator]
+        ):
+            raise _bad("a wait holds out-of-range values")
+        states.append(
+            WaitState(
+                share_id=str(_field(item, "share_id", str)),
+                task_id=str(_field(item, "task_id", str)),
+                status=None if status is None else TaskStatus(status),
+                progress=_field(item, "progress", int, optional=True),  # type: ignore[arg-type]
+                polls=polls,  # type: ignore[arg-type]
+                timeout_left=None if timeout_left is None else float(timeout_left),  # type: ignore[arg-type]
+            )
+        )
+    return states, saved_at
