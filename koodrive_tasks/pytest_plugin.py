@@ -4,6 +4,10 @@ Registered under the ``pytest11`` entry point, so installing ``koodrive-tasks`` 
 these fixtures available; they need ``pytest-asyncio``.
 
 Fixtures:
+    koodrive_clock: A virtual clock shared by the emulator and the client: sleeps take
+        no real time (time jumps ahead whenever the event loop is idle), so a task
+        scripted to take an hour finishes instantly. ``koodrive_clock.advance(s)``
+        moves time by hand.
     koodrive_emulator_options: A ``dict`` of keyword arguments for
         :class:`~koodrive_tasks.emulator.Emulator`; empty by default. Override it in a
         ``conftest.py`` or a test module to configure the emulator, e.g.
@@ -13,6 +17,8 @@ Fixtures:
         ``app_id``/``app_secret``/``user_id`` and ``stats`` are ready to use.
     koodrive_client: A connected ``KooDriveClient`` for ``koodrive_emulator``,
         authenticated with its bearer token and allowed to use its plain-HTTP URLs.
+        It shares ``koodrive_clock`` with the emulator unless the options give the
+        emulator a clock of their own (then both use their own time).
 
 Example::
 
@@ -28,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ._virtual_clock import VirtualClock
 from .emulator import Emulator
 
 if TYPE_CHECKING:
@@ -41,6 +48,12 @@ else:
 
 
 @pytest.fixture
+def koodrive_clock() -> VirtualClock:
+    """A virtual clock for the emulator and the client."""
+    return VirtualClock()
+
+
+@pytest.fixture
 def koodrive_emulator_options() -> dict[str, Any]:
     """Keyword arguments for the emulator; override to configure it."""
     return {}
@@ -48,24 +61,32 @@ def koodrive_emulator_options() -> dict[str, Any]:
 
 @_async_fixture
 async def koodrive_emulator(
-    koodrive_emulator_options: dict[str, Any],
+    koodrive_emulator_options: dict[str, Any], koodrive_clock: VirtualClock
 ) -> AsyncIterator[Emulator]:
     """Yield a running emulator on loopback, stopped after the test."""
-    async with Emulator(**koodrive_emulator_options) as emulator:
+    options = {"clock": koodrive_clock.monotonic, "wall_clock": koodrive_clock.now}
+    options.update(koodrive_emulator_options)
+    async with Emulator(**options) as emulator:
         yield emulator
 
 
 @_async_fixture
-async def koodrive_client(koodrive_emulator: Emulator) -> AsyncIterator[Any]:
+async def koodrive_client(
+    koodrive_emulator: Emulator,
+    koodrive_emulator_options: dict[str, Any],
+    koodrive_clock: VirtualClock,
+) -> AsyncIterator[Any]:
     """Yield a ``KooDriveClient`` connected to ``koodrive_emulator`` with its token."""
     # Imported here so the plugin (and every other fixture) loads even when the
     # client cannot be imported.
     from koodrive_tasks import BearerToken, KooDriveClient  # noqa: PLC0415
 
+    shares_clock = "clock" not in koodrive_emulator_options
     client = KooDriveClient(
         koodrive_emulator.url,
         auth=BearerToken(koodrive_emulator.token),
         allow_insecure_urls=True,
+        clock=koodrive_clock if shares_clock else None,
     )
     async with client as connected:
         yield connected

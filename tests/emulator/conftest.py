@@ -10,13 +10,6 @@ from emulator_helpers import Api
 
 from koodrive_tasks.emulator import ManualClock
 
-# The plugin's fixtures, imported so they work before the pytest11 entry point is installed.
-from koodrive_tasks.pytest_plugin import (  # noqa: F401
-    koodrive_client,
-    koodrive_emulator,
-    koodrive_emulator_options,
-)
-
 
 @pytest.fixture
 def clock() -> ManualClock:
