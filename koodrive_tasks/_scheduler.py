@@ -136,21 +136,33 @@ class RequestScheduler:
         Raises:
             RequestTimeoutError: If that moment lies beyond ``deadline``.
         """
-        now = self._clock.monotonic()
-        start = now
-        if self.paused_until > now:
-            window = max(1.0, self._pause_length * self.limits.pause_spread)
-            start = self.paused_until + window * self._rand()
-        if self._interval:
-            tat = max(self._tat, start)
-            start = max(start, tat - self._tolerance)
-            if deadline is not None and start > deadline:
+        while True:
+            now = self._clock.monotonic()
+            start = now
+            if self.paused_until > now:
+                window = max(1.0, self._pause_length * self.limits.pause_spread)
+                start = self.paused_until + window * self._rand()
+            reserved = False
+            if self._interval:
+                tat = max(self._tat, start)
+                start = max(start, tat - self._tolerance)
+                if deadline is not None and start > deadline:
+                    raise self._no_time(start - now)
+                self._tat = tat + self._interval
+                reserved = True
+            elif deadline is not None and start > deadline:
                 raise self._no_time(start - now)
-            self._tat = tat + self._interval
-        elif deadline is not None and start > deadline:
-            raise self._no_time(start - now)
-        if start > now:
-            await self._clock.sleep(start - now)
+            if start <= now:
+                return
+            try:
+                await self._clock.sleep(start - now)
+            except BaseException:
+                if reserved:
+                    self._tat -= self._interval  # give the slot back to those still waiting
+                raise
+            # A 429 may have paused the client while this request queued: look again.
+            if self.paused_until <= self._clock.monotonic():
+                return
 
     @staticmethod
     def _no_time(wait: float) -> RequestTimeoutError:
@@ -176,6 +188,9 @@ class RequestScheduler:
             return False
         self.paused_until = until
         self._pause_length = seconds
+        # Requests that queued for the rate limit before the 429 must not spend the
+        # budget after it: the rate's timeline restarts when the pause ends.
+        self._tat = min(self._tat, until)
         logger.info("throttled: pausing all requests for %.1f s", seconds)
         return True
 

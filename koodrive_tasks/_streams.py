@@ -95,6 +95,9 @@ class PollStream:
             self.subscribers.remove(sub)
         if not self.subscribers:
             self._registry.discard(self)
+        elif self.leader is None:
+            # A follower woken to lead may leave (cancelled) before it runs: pass it on.
+            self._hand_off()
 
     async def next(self, sub: Subscriber) -> TaskInfo:
         """The next changed observation for ``sub``.
@@ -126,10 +129,12 @@ class PollStream:
                     sub.wakeup = None
 
     def _hand_off(self) -> None:
+        # Wake every idle follower, not just one: the one picked might itself be in the
+        # middle of being cancelled, and then nobody would lead. The first to run takes
+        # the lead; the others see it taken and go back to waiting.
         for other in self.subscribers:
             if other.wakeup is not None and not other.pending:
                 other.wake()
-                return
 
     def _earliest_deadline(self, now: float) -> float:
         """Wake followers whose deadline passed; return the earliest deadline still ahead."""

@@ -21,7 +21,9 @@ from koodrive_tasks import (
 )
 from koodrive_tasks._virtual_clock import VirtualClock
 
-POLICY = PollPolicy(initial_delay=5, factor=1, max_delay=5, jitter=0, timeout=1000, progress_aware=False)
+POLICY = PollPolicy(
+    initial_delay=5, factor=1, max_delay=5, jitter=0, timeout=1000, progress_aware=False
+)
 
 
 def finish_after(polls_before_done: int) -> Any:
@@ -190,3 +192,44 @@ def test_invalid_limits_are_refused(kwargs: dict[str, Any]) -> None:
     """Limits validates every field at construction."""
     with pytest.raises(InvalidArgumentError):
         Limits(**kwargs)
+
+
+async def test_requests_queued_for_the_rate_respect_a_later_pause(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """Requests already waiting for a rate slot when a 429 arrives wait out the pause too."""
+    throttled = False
+
+    def answer(url: object, **kwargs: Any) -> CallbackResult:
+        nonlocal throttled
+        task_id = json.loads(kwargs["data"])["taskId"]
+        if clock.monotonic() >= 1 and not throttled:
+            throttled = True
+            return CallbackResult(status=429, headers={"Retry-After": "30"}, payload={})
+        return CallbackResult(payload=shape_b(2, 100, result=1, url=PACKAGE_URL, task_id=task_id))
+
+    mock.post(DETAIL, callback=answer, repeat=True)
+    sent: list[float] = []
+    async with client_with(
+        clock, limits=Limits(rate=10, burst=1), on_request=lambda e: sent.append(clock.monotonic())
+    ) as kd:
+        await kd.wait_many([("s", f"t{i}") for i in range(100)])
+    assert throttled
+    assert kd.stats.rate_limited == 1
+    # at most the one request already on its way when the 429 came back; none after it
+    assert len([t for t in sent if 1.0 < t < 31]) <= 1
+    assert [t for t in sent if 1.2 < t < 31] == []
+    assert len(sent) == 101
+
+
+async def test_cancelled_queued_requests_give_their_rate_slots_back(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """After cancelling waits queued behind the rate limit, a new wait is not stuck behind them."""
+    mock.post(DETAIL, callback=finish_after(0), repeat=True)
+    async with client_with(clock, limits=Limits(rate=1, burst=1)) as kd:
+        async with kd.as_completed([("s", f"q{i}") for i in range(100)]) as done:
+            await done.__anext__()  # the first one got through; 99 are queued for 99 s
+        start = clock.monotonic()
+        await kd.wait_for_task("s", "fresh")
+        assert clock.monotonic() - start <= 2
