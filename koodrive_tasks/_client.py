@@ -133,6 +133,7 @@ class KooDriveClient:
         self._session = session
         self._owns_session = session is None
         self._request_timeout = float(request_timeout)
+        self._default_timeout = aiohttp.ClientTimeout(total=self._request_timeout)
         self._static_headers = {"Content-Type": "application/json"}
         if language:
             self._static_headers["language"] = language
@@ -507,10 +508,10 @@ class KooDriveClient:
             await self._scheduler.admit(deadline)
             started = self.clock.monotonic()
             timeout = self._request_timeout
-            if deadline is not None:
-                timeout = max(0.001, min(timeout, deadline - started))
+            if deadline is not None and deadline - started < timeout:
+                timeout = max(0.001, deadline - started)
             try:
-                async with self._scheduler.slot():
+                async with self._scheduler.slots:
                     now = self.clock.now()
                     auth_headers = await self._auth.headers("POST", url, data, now)
                     headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}
@@ -531,14 +532,19 @@ class KooDriveClient:
                 payload = self._decode(
                     status, raw, response_headers, trace_id, operation, secret, now
                 )
+                failure: ProtocolError | None = None
                 try:
                     result = parse(payload)
                 except ProtocolError as error:
-                    raise type(error)(
+                    # Built here, raised below: raising inside the except block would keep
+                    # the unredacted original reachable as the new error's __context__.
+                    failure = type(error)(
                         f"{operation}: {self.redact(str(error), secret)} (trace id {trace_id})",
                         trace_id=trace_id,
                         http_status=status,
-                    ) from None
+                    )
+                if failure is not None:
+                    raise failure
             except KooDriveError as error:
                 self._account(error)
                 self._observe(operation, status, started, trace_id, error)
@@ -601,7 +607,7 @@ class KooDriveClient:
                 data=data,
                 headers=headers,
                 allow_redirects=False,  # never carry credentials to wherever a redirect points
-                timeout=aiohttp.ClientTimeout(total=timeout),
+                timeout=self._timeouts(timeout),
             ) as response:
                 raw = await self._read_capped(response, trace_id, operation)
                 return response.status, raw, response.headers
@@ -623,23 +629,35 @@ class KooDriveClient:
                 trace_id=trace_id,
             ) from None
 
+    def _timeouts(self, seconds: float) -> aiohttp.ClientTimeout:
+        if seconds == self._request_timeout:
+            return self._default_timeout
+        return aiohttp.ClientTimeout(total=seconds)
+
     async def _read_capped(
         self, response: aiohttp.ClientResponse, trace_id: str, operation: str
     ) -> bytes:
         cap = self._max_response_bytes
-        too_large = MalformedResponseError(
-            f"{operation}: the answer exceeds {cap} bytes and was not read (trace id {trace_id})",
-            trace_id=trace_id,
-            http_status=response.status,
-        )
-        if response.content_length is not None and response.content_length > cap:
-            raise too_large
+
+        def too_large() -> MalformedResponseError:
+            return MalformedResponseError(
+                f"{operation}: the answer exceeds {cap} bytes and was not read (trace id {trace_id})",
+                trace_id=trace_id,
+                http_status=response.status,
+            )
+
+        length = response.content_length
+        if length is not None:
+            if length > cap:
+                raise too_large()
+            # Declared and small enough: aiohttp stops at the declared length.
+            return await response.read()
         chunks: list[bytes] = []
         size = 0
         while chunk := await response.content.read(65536):
             size += len(chunk)
             if size > cap:
-                raise too_large
+                raise too_large()
             chunks.append(chunk)
         return b"".join(chunks)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING
 
@@ -43,6 +42,25 @@ class TaskWaiter:
     same polls. The deadline starts at the first await or iteration.
     """
 
+    __slots__ = (
+        "_backlog",
+        "_client",
+        "_deadline",
+        "_error",
+        "_final",
+        "_key",
+        "_last",
+        "_lock",
+        "_resume_polls",
+        "_stream",
+        "_streams",
+        "_sub",
+        "_warned",
+        "policy",
+        "task_id",
+        "timeout",
+    )
+
     def __init__(
         self,
         client: KooDriveClient,
@@ -68,9 +86,9 @@ class TaskWaiter:
         self._final: TaskInfo | None = None
         self._error: KooDriveError | None = None
         self._last: TaskInfo | None = None
-        self._iterating = False
         self._warned = False
-        self._backlog: deque[ProgressUpdate] = deque()
+        # Only an iterating consumer needs a backlog; most waits are only awaited.
+        self._backlog: list[ProgressUpdate] | None = None
         self._resume_polls = None if resume is None else resume.polls
         if resume is not None and resume.status is not None:
             self._last = TaskInfo(task_id, resume.status, resume.progress or 0)
@@ -127,7 +145,7 @@ class TaskWaiter:
             self._leave()
             raise
         self._last = info
-        if self._iterating:
+        if self._backlog is not None:
             self._backlog.append(ProgressUpdate.of(info))
         if info.is_terminal:
             self._final = info
@@ -176,8 +194,8 @@ class TaskWaiter:
         return self
 
     async def __anext__(self) -> ProgressUpdate:
-        if not self._iterating:
-            self._iterating = True
+        if self._backlog is None:
+            self._backlog = []
             if self._final is not None:  # already awaited: still show how it ended
                 self._backlog.append(ProgressUpdate.of(self._final))
         while not self._backlog:
@@ -188,7 +206,7 @@ class TaskWaiter:
             async with self._lock:
                 if not self._backlog and not self.done:
                     await self._advance()
-        return self._backlog.popleft()
+        return self._backlog.pop(0)
 
     async def final_info(self) -> TaskInfo:
         """Wait for the task to end and return its final state.
@@ -250,11 +268,19 @@ class TaskWaiter:
                 f"task {info.task_id} completed without a downloadUrl; a dump task has none: "
                 "use `await waiter.final_info()` for it"
             )
-        scheme = URL(url).scheme if "://" in url else ""
+        try:
+            parsed = URL(url)
+            scheme, host = parsed.scheme, parsed.host
+        except ValueError:
+            scheme, host = "", None
         if scheme != "https" and not (scheme == "http" and self._client.allow_insecure_urls):
             raise InsecureURLError(
                 f"task {info.task_id}: refusing downloadUrl {redact_url(url)}: it is not https "
                 "(pass allow_insecure_urls=True to the client to accept http, e.g. an emulator)"
+            )
+        if not host or url != url.strip():
+            raise ProtocolError(
+                f"task {info.task_id}: the downloadUrl {redact_url(url)} is not a valid absolute URL"
             )
         return url
 
