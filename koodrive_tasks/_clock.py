@@ -39,6 +39,5 @@ class AsyncioClock:
         """The system's UTC time."""
         return datetime.now(timezone.utc)
 
-    async def sleep(self, seconds: float) -> None:
-        """``asyncio.sleep``."""
-        await asyncio.sleep(seconds)
+    # asyncio.sleep itself, not a coroutine wrapping it: one frame less per idle wait.
+    sleep = staticmethod(asyncio.sleep)

@@ -13,8 +13,7 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 import attrs
 
@@ -123,7 +122,8 @@ class RequestScheduler:
         self.limits = limits
         self._clock = clock
         self._rand = rand
-        self._slots = asyncio.Semaphore(limits.max_in_flight)
+        self.slots = asyncio.Semaphore(limits.max_in_flight)
+        """Held by every request in flight (``max_in_flight`` of them)."""
         self._interval = 0.0 if limits.rate is None else 1.0 / limits.rate
         self._tolerance = (limits.burst - 1) * self._interval
         self._tat = -math.inf  # GCRA: the theoretical arrival time of the next request
@@ -170,12 +170,6 @@ class RequestScheduler:
             f"no request can be sent before the deadline: the client must wait {wait:.1f} s "
             "for its rate limit or a throttling pause"
         )
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the ``max_in_flight`` request slots."""
-        async with self._slots:
-            yield
 
     def pause(self, seconds: float) -> bool:
         """Pause every request of the client for ``seconds`` (a 429 was received).

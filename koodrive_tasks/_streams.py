@@ -14,7 +14,6 @@ import asyncio
 import logging
 import math
 import random
-from collections import deque
 from typing import TYPE_CHECKING
 
 from ._models import TaskInfo, TaskStatus
@@ -41,7 +40,8 @@ class Subscriber:
 
     def __init__(self, deadline: float | None) -> None:
         self.deadline = deadline
-        self.pending: deque[TaskInfo] = deque()
+        # A list, not a deque: it holds one or two items, and an empty deque costs 760 B.
+        self.pending: list[TaskInfo] = []
         self.wakeup: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
@@ -51,6 +51,25 @@ class Subscriber:
 
 class PollStream:
     """The polls of one task and what they observed."""
+
+    __slots__ = (
+        "_body",
+        "_client",
+        "_registry",
+        "_secret",
+        "changed_at",
+        "failures",
+        "fatal",
+        "key",
+        "last_error",
+        "latest",
+        "leader",
+        "next_poll_at",
+        "plan",
+        "policy",
+        "seen_running_at",
+        "subscribers",
+    )
 
     def __init__(
         self,
@@ -109,24 +128,45 @@ class PollStream:
         clock = self._client.clock
         while True:
             if sub.pending:
-                return sub.pending.popleft()
+                self._resign(sub)
+                return sub.pending.pop(0)
             if self.fatal is not None:
+                self._resign(sub)
                 raise self.fatal
-            if sub.deadline is not None and clock.monotonic() >= sub.deadline:
+            now = clock.monotonic()
+            if sub.deadline is not None and now >= sub.deadline:
+                self._resign(sub)
                 raise DeadlineReached
             if self.leader is None:
                 self.leader = sub
-                try:
-                    await self._lead(sub)
-                finally:
-                    self.leader = None
-                    self._hand_off()
-            else:
+            if self.leader is not sub:
                 sub.wakeup = asyncio.get_running_loop().create_future()
                 try:
                     await sub.wakeup
                 finally:
                     sub.wakeup = None
+                continue
+            # Leading, inline rather than in a helper coroutine: every idle wait holds
+            # its chain of suspended frames, and 10,000 waits make each frame count.
+            try:
+                earliest = self._earliest_deadline(now)
+                stall_at = self._stall_at()
+                if now >= stall_at:
+                    self._fail(self._stalled(now))
+                elif now < self.next_poll_at:
+                    # Never sleep past anyone's deadline: followers rely on the leader to wake them.
+                    await clock.sleep(min(self.next_poll_at, earliest, stall_at) - now)
+                else:
+                    await self._poll(None if math.isinf(earliest) else earliest)
+            except BaseException:
+                self._resign(sub)
+                raise
+
+    def _resign(self, sub: Subscriber) -> None:
+        """``sub`` stops leading (if it led): hand the lead to whoever still waits."""
+        if self.leader is sub:
+            self.leader = None
+            self._hand_off()
 
     def _hand_off(self) -> None:
         # Wake every idle follower, not just one: the one picked might itself be in the
@@ -147,23 +187,6 @@ class PollStream:
             else:
                 earliest = min(earliest, sub.deadline)
         return earliest
-
-    async def _lead(self, sub: Subscriber) -> None:
-        clock = self._client.clock
-        while not sub.pending and self.fatal is None:
-            now = clock.monotonic()
-            if sub.deadline is not None and now >= sub.deadline:
-                return
-            earliest = self._earliest_deadline(now)
-            stall_at = self._stall_at()
-            if now >= stall_at:
-                self._fail(self._stalled(now))
-                return
-            if now < self.next_poll_at:
-                # Never sleep past anyone's deadline: followers rely on the leader to wake them.
-                await clock.sleep(min(self.next_poll_at, earliest, stall_at) - now)
-                continue
-            await self._poll(None if math.isinf(earliest) else earliest)
 
     async def _poll(self, deadline: float | None) -> None:
         clock = self._client.clock
