@@ -1,0 +1,113 @@
+"""Shared values and helpers of the reliability suites: known secrets, leak checks, servers."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import re
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from koodrive_tasks import AppSignature, BearerToken, KooDriveClient, PollPolicy
+from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.emulator import Emulator
+
+# Known secret values: every suite uses these, and the autouse guard in conftest.py
+# fails a test whose logs or exceptions show any of them.
+TOKEN = "tok-RELIABILITY-SECRET-4f1c9a2b7d"
+APP_ID = "app-reliability"
+APP_SECRET = "appsecret-RELIABILITY-9e8d7c6b5a"
+USER_ID = "user-reliability"
+KDSTOKEN = "kds-RELIABILITY-SECRET-31415926"
+SIGNED_QUERY = "X-Amz-Signature=SIGNEDQUERY0123456789abcdef&X-Amz-Expires=300"
+PACKAGE_URL = f"https://obs.example.com/pkg/a.zip?{SIGNED_QUERY}"
+SECRETS: tuple[str, ...] = (TOKEN, APP_SECRET, KDSTOKEN, SIGNED_QUERY, "SIGNEDQUERY0123456789")
+
+# The emulator signs package links as `...?expires=N&sig=<64 hex>`: the `sig` is the secret.
+SIGNED_URL_PATTERN = re.compile(r"sig=[0-9a-f]{16,}")
+
+SHARE = "share-1"
+
+
+def leaks_in(text: str, extra: Iterable[str] = ()) -> list[str]:
+    """Every known secret (or signed-URL query) that occurs in ``text``."""
+    found = [value for value in (*SECRETS, *extra) if value and value in text]
+    found += SIGNED_URL_PATTERN.findall(text)
+    return found
+
+
+def emulator(clock: VirtualClock | None = None, **options: Any) -> Emulator:
+    """An emulator accepting the known token and app secret, on ``clock`` if given."""
+    options.setdefault("token", TOKEN)
+    options.setdefault("app_id", APP_ID)
+    options.setdefault("app_secret", APP_SECRET)
+    options.setdefault("user_id", USER_ID)
+    if clock is not None:
+        options.setdefault("clock", clock.monotonic)
+        options.setdefault("wall_clock", clock.now)
+    return Emulator(**options)
+
+
+def client_for(
+    emu: Emulator, clock: VirtualClock | None = None, *, app: bool = False, **options: Any
+) -> KooDriveClient:
+    """A client for ``emu`` with the known credentials (bearer token, or app signature)."""
+    auth = AppSignature(APP_ID, APP_SECRET, USER_ID) if app else BearerToken(TOKEN)
+    options.setdefault("allow_insecure_urls", True)
+    if clock is not None:
+        options.setdefault("clock", clock)
+    return KooDriveClient(emu.url, auth=auth, **options)
+
+
+QUICK = PollPolicy(
+    initial_delay=1.0,
+    factor=1.5,
+    max_delay=20.0,
+    jitter=0.1,
+    timeout=3600.0,
+    retry_initial_delay=0.5,
+    retry_max_delay=10.0,
+)
+"""A polling policy for virtual-time tests: the real defaults, shorter ceilings."""
+
+
+def other_tasks() -> set[asyncio.Task[Any]]:
+    """The asyncio tasks alive besides the current one."""
+    current = asyncio.current_task()
+    return {t for t in asyncio.all_tasks() if t is not current and not t.done()}
+
+
+async def settle(rounds: int = 5) -> None:
+    """Let callbacks scheduled by closing sockets and cancelled tasks run."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
+
+
+def collect_resource_warnings() -> list[str]:
+    """Run the garbage collector; return every ResourceWarning it raised (unclosed sockets)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+class LoopErrors:
+    """Collects what the event loop's exception handler receives (never-retrieved errors...)."""
+
+    def __init__(self) -> None:
+        self.contexts: list[dict[str, Any]] = []
+        self._previous: Any = None
+
+    def __enter__(self) -> LoopErrors:
+        loop = asyncio.get_running_loop()
+        self._previous = loop.get_exception_handler()
+        loop.set_exception_handler(lambda _loop, context: self.contexts.append(context))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        asyncio.get_running_loop().set_exception_handler(self._previous)
+
+    def messages(self) -> list[str]:
+        """One line per context."""
+        return [f"{c.get('message')}: {c.get('exception')!r}" for c in self.contexts]
