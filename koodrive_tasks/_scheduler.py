@@ -160,7 +160,8 @@ class RequestScheduler:
                 if reserved:
                     self._tat -= self._interval  # give the slot back to those still waiting
                 raise
-            # A 429 may have paused the client while this request queued: look again.
+            # A 429 may have paused the client while this request queued: then queue again
+            # behind the pause. Its old slot lay inside the pause and is simply void.
             if self.paused_until <= self._clock.monotonic():
                 return
 
@@ -182,9 +183,9 @@ class RequestScheduler:
             return False
         self.paused_until = until
         self._pause_length = seconds
-        # Requests that queued for the rate limit before the 429 must not spend the
-        # budget after it: the rate's timeline restarts when the pause ends.
-        self._tat = min(self._tat, until)
+        # No burst credit survives a pause: after it, requests come back at the rate,
+        # not all at once. (Requests already queued re-queue when they wake into it.)
+        self._tat = max(self._tat, until + self._tolerance)
         logger.info("throttled: pausing all requests for %.1f s", seconds)
         return True
 

@@ -211,8 +211,9 @@ async def test_requests_queued_for_the_rate_respect_a_later_pause(
     mock.post(DETAIL, callback=answer, repeat=True)
     sent: list[float] = []
     async with client_with(
-        clock, limits=Limits(rate=10, burst=1), on_request=lambda e: sent.append(clock.monotonic())
+        clock, limits=Limits(rate=2, burst=1), on_request=lambda e: sent.append(clock.monotonic())
     ) as kd:
+        # 100 requests at 2/s queue for 50 s, well past the 30 s pause
         await kd.wait_many([("s", f"t{i}") for i in range(100)])
     assert throttled
     assert kd.stats.rate_limited == 1
@@ -220,6 +221,10 @@ async def test_requests_queued_for_the_rate_respect_a_later_pause(
     assert len([t for t in sent if 1.0 < t < 31]) <= 1
     assert [t for t in sent if 1.2 < t < 31] == []
     assert len(sent) == 101
+    # and after the pause they come back at the configured rate, not in a burst
+    after = [t for t in sent if t >= 31]
+    for i, start in enumerate(after):
+        assert sum(1 for t in after[i:] if t - start <= 1.0) <= 1 + 2
 
 
 async def test_cancelled_queued_requests_give_their_rate_slots_back(
