@@ -8,7 +8,7 @@ import json
 import logging
 import secrets
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from types import EllipsisType, TracebackType
 from typing import Any, TypeVar
@@ -129,6 +129,7 @@ class KooDriveClient:
             raise InvalidArgumentError("max_response_bytes must be >= 1024")
         self._base_path = url.path.rstrip("/")
         self._base = url.with_path("/")
+        self._urls: dict[str, URL] = {}
         self._auth = auth
         self._session = session
         self._owns_session = session is None
@@ -208,19 +209,11 @@ class KooDriveClient:
         kdstoken = kdstoken or None
         body = _wire.task_detail_body(share_id, task_id, kdstoken)
         secret = (kdstoken,) if kdstoken else ()
-        for attempt in range(1, self._attempts + 1):
-            try:
-                return await self.fetch_task(share_id, task_id, body, secret, deadline=None)
-            except KooDriveError as error:
-                if not error.retryable or attempt == self._attempts:
-                    raise
-                delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
-                self.retried(task_id, error, attempt, delay)
-                logger.info(
-                    "retrying task %s in %.2f s after %s", task_id, delay, type(error).__name__
-                )
-                await self.clock.sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return await self._with_retries(
+            lambda: self.fetch_task(share_id, task_id, body, secret, deadline=None),
+            task_id=task_id,
+            may_retry=lambda error: error.retryable,
+        )
 
     async def create_share_task(
         self,
@@ -290,18 +283,32 @@ class KooDriveClient:
             kdstoken=kdstoken,
         )
         secret = (kdstoken,) if kdstoken else ()
+        return await self._with_retries(
+            lambda: self.post(
+                SHARE_TASKS_PATH, body, secret, "create share task", _wire.parse_created_task_id
+            ),
+            task_id=None,
+            # Only failures where the server surely did nothing are safe to repeat.
+            may_retry=lambda error: isinstance(error, (ConnectError, RateLimitedError)),
+        )
+
+    async def _with_retries(
+        self,
+        call: Callable[[], Awaitable[_T]],
+        *,
+        task_id: str | None,
+        may_retry: Callable[[KooDriveError], bool],
+    ) -> _T:
+        """``call()``, repeated up to ``attempts`` times while ``may_retry`` says so."""
         for attempt in range(1, self._attempts + 1):
             try:
-                return await self.post(
-                    SHARE_TASKS_PATH, body, secret, "create share task", _wire.parse_created_task_id
-                )
+                return await call()
             except KooDriveError as error:
-                # Only failures where the server surely did nothing are safe to repeat.
-                safe = isinstance(error, (ConnectError, RateLimitedError))
-                if not safe or attempt == self._attempts:
+                if not may_retry(error) or attempt == self._attempts:
                     raise
                 delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
-                self.retried(None, error, attempt, delay)
+                self.retried(task_id, error, attempt, delay)
+                logger.info("retrying in %.2f s after %s", delay, type(error).__name__)
                 await self.clock.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -500,7 +507,9 @@ class KooDriveClient:
             KooDriveError: A subclass for every failure.
         """
         session = self._get_session()
-        url = self._base.with_path(self._base_path + path)
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = self._base.with_path(self._base_path + path)
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
         for refreshed in (False, True):
             trace_id = new_trace_id()
