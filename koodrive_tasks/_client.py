@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import secrets
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import datetime
 from types import EllipsisType, TracebackType
 from typing import Any, TypeVar
 
@@ -745,15 +744,8 @@ class KooDriveClient:
 
 def _clock_skew(server_date: str | None, sent_at: datetime) -> float | None:
     """Seconds our clock is ahead of the server's, from its ``Date`` header."""
-    if not server_date:
-        return None
-    try:
-        server = email.utils.parsedate_to_datetime(server_date)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if server.tzinfo is None:
-        server = server.replace(tzinfo=timezone.utc)
-    return (sent_at - server).total_seconds()
+    server = _wire.parse_http_date(server_date)
+    return None if server is None else (sent_at - server).total_seconds()
 
 
 def _require_ids(**ids: object) -> None:

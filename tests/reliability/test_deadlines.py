@@ -15,57 +15,33 @@ from datetime import timedelta
 
 import pytest
 from aiohttp import web
-from rel_support import SHARE, TOKEN
+from rel_support import SHARE, TOKEN, RawServer
 
 from koodrive_tasks import BearerToken, KooDriveClient, PollPolicy, WaitTimeoutError
 from koodrive_tasks._virtual_clock import VirtualClock
 
 
-class HangingServer:
+class HangingServer(RawServer):
     """Raw loopback server: ``mode="silent"`` never answers, ``"trickle"`` sends a byte per 50 ms."""
 
     def __init__(self, mode: str) -> None:
+        super().__init__()
         self.mode = mode
         self.connections = 0
         self.bytes_sent = 0
-        self.server: asyncio.Server | None = None
-        self.handlers: set[asyncio.Task[None]] = set()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            if self.mode == "silent":
-                await asyncio.Event().wait()
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
-            stream = head + b" " * 100_000
-            for byte in stream:
-                writer.write(bytes([byte]))
-                self.bytes_sent += 1
-                await asyncio.sleep(0.05)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> HangingServer:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        for task in self.handlers:
-            task.cancel()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
-        await self.server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+        await reader.readuntil(b"\r\n\r\n")
+        if self.mode == "silent":
+            await asyncio.Event().wait()
+        head = (
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
+        for byte in head + b" " * 100_000:
+            writer.write(bytes([byte]))
+            self.bytes_sent += 1
+            await asyncio.sleep(0.05)
 
 
 async def timed_wait(url: str) -> tuple[float, BaseException | None]:

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kd_fakes import BASE, MockKooDrive, shape_a, shape_b
-from rel_support import KDSTOKEN, PACKAGE_URL, TOKEN
+from rel_support import KDSTOKEN, PACKAGE_URL, TOKEN, RawServer
 
 from koodrive_tasks import (
     BearerToken,
@@ -184,7 +184,7 @@ async def test_deeply_nested_json(depth: int, where: str) -> None:
 # --- the response size cap, against a raw server that shows how much was read ----------
 
 
-class Flood:
+class Flood(RawServer):
     """A raw HTTP server answering every request 200 with an endless body.
 
     With ``content_length`` it announces that many bytes; without, it streams chunked
@@ -192,56 +192,29 @@ class Flood:
     """
 
     def __init__(self, *, content_length: int | None) -> None:
+        super().__init__()
         self.content_length = content_length
         self.sent = 0
-        self.server: asyncio.Server | None = None
-        self.handlers: set[asyncio.Task[None]] = set()
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            length = (
-                f"Content-Length: {self.content_length}"
-                if self.content_length is not None
-                else "Transfer-Encoding: chunked"
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        length = (
+            f"Content-Length: {self.content_length}"
+            if self.content_length is not None
+            else "Transfer-Encoding: chunked"
+        )
+        writer.write(
+            f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n\r\n".encode()
+        )
+        chunk = b'{"pad": "' + b"x" * 65_000
+        while True:
+            data = (
+                chunk if self.content_length is not None else b"%x\r\n%s\r\n" % (len(chunk), chunk)
             )
-            writer.write(
-                f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n\r\n".encode()
-            )
-            chunk = b'{"pad": "' + b"x" * 65_000
-            while True:
-                data = (
-                    chunk
-                    if self.content_length is not None
-                    else b"%x\r\n%s\r\n" % (len(chunk), chunk)
-                )
-                writer.write(data)
-                await writer.drain()
-                self.sent += len(chunk)
-                await asyncio.sleep(0.001)
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    async def __aenter__(self) -> Flood:
-        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        assert self.server is not None
-        self.server.close()
-        for task in self.handlers:
-            task.cancel()
-        await asyncio.gather(*self.handlers, return_exceptions=True)
-        await self.server.wait_closed()
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
+            writer.write(data)
+            await writer.drain()
+            self.sent += len(chunk)
+            await asyncio.sleep(0.001)
 
 
 @pytest.fixture(params=[50 * 2**20, None], ids=["content-length", "chunked"])
