@@ -236,8 +236,9 @@ class TaskWaiter:
             )
         if info.result_code is TaskResultCode.ALL_FAILED:
             raise TaskFailedError(
-                f"task {info.task_id} completed but every file failed "
-                f"({len(info.failed_files) or 'all'} files); check the files' state in the share",
+                f"task {info.task_id} completed but every file failed"
+                f"{f' ({len(info.failed_files)} of them)' if info.failed_files else ''}; "
+                "check the files' state in the share",
                 info=info,
             )
         if info.result_code is TaskResultCode.PARTIALLY_FAILED and not self._warned:
