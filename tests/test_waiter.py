@@ -310,7 +310,7 @@ async def test_cancelled_waiter_can_be_awaited_again(
     mock.detail(payload=shape_a(1, 10))
     mock.detail(payload=shape_a(2, 100, result=1, url=PACKAGE_URL), repeat=True)
     waiter = client.wait_for_task("s1", "t1")
-    with pytest.raises(TimeoutError):
+    with pytest.raises(asyncio.TimeoutError):  # not the builtin TimeoutError on 3.10
         await asyncio.wait_for(_first_update(waiter), timeout=0)
     assert await waiter == PACKAGE_URL
 
