@@ -209,7 +209,7 @@ class KooDriveClient:
         body = _wire.task_detail_body(share_id, task_id, kdstoken)
         secret = (kdstoken,) if kdstoken else ()
         return await self._with_retries(
-            lambda: self.fetch_task(share_id, task_id, body, secret, deadline=None),
+            lambda: self._fetch_task(share_id, task_id, body, secret, deadline=None),
             task_id=task_id,
             may_retry=lambda error: error.retryable,
         )
@@ -283,7 +283,7 @@ class KooDriveClient:
         )
         secret = (kdstoken,) if kdstoken else ()
         return await self._with_retries(
-            lambda: self.post(
+            lambda: self._post(
                 SHARE_TASKS_PATH, body, secret, "create share task", _wire.parse_created_task_id
             ),
             task_id=None,
@@ -306,7 +306,7 @@ class KooDriveClient:
                 if not may_retry(error) or attempt == self._attempts:
                     raise
                 delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
-                self.retried(task_id, error, attempt, delay)
+                self._retried(task_id, error, attempt, delay)
                 logger.info("retrying in %.2f s after %s", delay, type(error).__name__)
                 await self.clock.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -452,7 +452,7 @@ class KooDriveClient:
             )
         return waiters
 
-    def track(self, batch: TaskBatch) -> None:
+    def _track(self, batch: TaskBatch) -> None:
         """Remember a running batch so that :meth:`close` can stop it."""
         self._batches.add(batch)
 
@@ -468,7 +468,7 @@ class KooDriveClient:
 
     # --- the request path ----------------------------------------------------------------
 
-    async def fetch_task(
+    async def _fetch_task(
         self,
         share_id: str,
         task_id: str,
@@ -478,7 +478,7 @@ class KooDriveClient:
         deadline: float | None,
     ) -> TaskInfo:
         """One ``taskDetail`` request, parsed; no retries beyond one auth refresh."""
-        return await self.post(
+        return await self._post(
             TASK_DETAIL_PATH,
             body,
             secret,
@@ -487,7 +487,7 @@ class KooDriveClient:
             deadline=deadline,
         )
 
-    async def post(
+    async def _post(
         self,
         path: str,
         body: Mapping[str, object],
@@ -547,7 +547,7 @@ class KooDriveClient:
                     # Built here, raised below: raising inside the except block would keep
                     # the unredacted original reachable as the new error's __context__.
                     failure = type(error)(
-                        f"{operation}: {self.redact(str(error), secret)} (trace id {trace_id})",
+                        f"{operation}: {self._redact(str(error), secret)} (trace id {trace_id})",
                         trace_id=trace_id,
                         http_status=status,
                     )
@@ -591,7 +591,7 @@ class KooDriveClient:
             )
             call_hook(self._on_request, event)
 
-    def retried(
+    def _retried(
         self, task_id: str | None, error: KooDriveError, attempt: int, delay: float
     ) -> None:
         """Count a transient failure about to be retried and tell ``on_retry``."""
@@ -716,7 +716,7 @@ class KooDriveClient:
             trace_id=trace_id,
             retry_after=retry_after,
             operation=operation,
-            redact=lambda text: self.redact(text, secret),
+            redact=lambda text: self._redact(text, secret),
         )
         if status == 401 and self._auth.clock_sensitive and not isinstance(error, ClockSkewError):
             skew = _clock_skew(headers.get("Date"), sent_at)
@@ -734,7 +734,7 @@ class KooDriveClient:
         logger.debug("%s: %s", operation, error)
         raise error
 
-    def redact(self, text: str, extra: tuple[str, ...] = ()) -> str:
+    def _redact(self, text: str, extra: tuple[str, ...] = ()) -> str:
         """``text`` with every known secret replaced by ``<redacted>``."""
         for value in (*self._auth.secrets(), *extra):
             if value and value in text:

@@ -119,7 +119,7 @@ class TaskBatch:
 
     async def _start(self) -> None:
         self._started = True
-        self._client.track(self)
+        self._client._track(self)
         for count, ref in enumerate(self._refs, 1):
             worker = asyncio.create_task(self._wait(ref), name=f"koodrive-wait-{ref.task_id}")
             self._workers.add(worker)

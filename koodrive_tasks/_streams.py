@@ -191,7 +191,7 @@ class PollStream:
     async def _poll(self, deadline: float | None) -> None:
         clock = self._client.clock
         try:
-            info = await self._client.fetch_task(
+            info = await self._client._fetch_task(
                 self.key[0], self.task_id, self._body, self._secret, deadline=deadline
             )
         except KooDriveError as error:
@@ -202,7 +202,7 @@ class PollStream:
             self.last_error = error
             delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
             self.next_poll_at = clock.monotonic() + delay
-            self._client.retried(self.task_id, error, self.failures, delay)
+            self._client._retried(self.task_id, error, self.failures, delay)
             # Say it once, loudly, when failures persist: a wrong base URL or a network
             # outage should not stay silent until the deadline.
             log = logger.warning if self.failures == _FAILURES_BEFORE_WARNING else logger.info
