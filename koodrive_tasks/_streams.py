@@ -16,6 +16,7 @@ import math
 import random
 from typing import TYPE_CHECKING
 
+from . import _wire
 from ._models import TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from .exceptions import KooDriveError, TaskStalledError
@@ -83,9 +84,7 @@ class PollStream:
         self._client = client
         self.policy = policy
         share_id, task_id, kdstoken = key
-        self._body: dict[str, object] = {"taskId": task_id, "shareId": share_id}
-        if kdstoken is not None:
-            self._body["kdstoken"] = kdstoken
+        self._body = _wire.task_detail_body(share_id, task_id, kdstoken)
         self._secret = (kdstoken,) if kdstoken else ()
         self.subscribers: list[Subscriber] = []
         self.leader: Subscriber | None = None
