@@ -11,9 +11,31 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 _IDLE_ROUNDS = 3
+
+
+class _VirtualTimer:
+    """A callback due at a virtual time; ``done()`` once it ran or was cancelled."""
+
+    __slots__ = ("_callback", "_done")
+
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self._callback = callback
+        self._done = False
+
+    def cancel(self) -> None:
+        self._done = True
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, _: None) -> None:
+        # Like the event loop's own timers: due callbacks run from the ready queue.
+        self._done = True
+        asyncio.get_running_loop().call_soon(self._callback)
 
 
 class VirtualClock:
@@ -32,7 +54,7 @@ class VirtualClock:
         self._now = start
         self._start = start
         self._wall_start = wall_start
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._sleepers: list[tuple[float, int, asyncio.Future[None] | _VirtualTimer]] = []
         self._seq = itertools.count()
         self._tick_scheduled = False
         self._idle = 0
@@ -62,6 +84,17 @@ class VirtualClock:
         heapq.heappush(self._sleepers, (self._now + seconds, next(self._seq), future))
         self._schedule_tick(loop)
         await future
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> _VirtualTimer:
+        """Run ``callback`` after ``delay`` virtual seconds."""
+        timer = _VirtualTimer(callback)
+        loop = asyncio.get_running_loop()
+        if delay <= 0:
+            timer.set_result(None)
+            return timer
+        heapq.heappush(self._sleepers, (self._now + delay, next(self._seq), timer))
+        self._schedule_tick(loop)
+        return timer
 
     def _schedule_tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._tick_scheduled:
