@@ -130,40 +130,63 @@ class RequestScheduler:
         self.paused_until = -math.inf
         self._pause_length = 0.0
 
+    def reserve(self, deadline: float | None) -> float:
+        """Book the earliest moment a request may be sent: after any pause, within the rate.
+
+        The slot is taken at once (first come, first served); a caller that will not
+        send after all gives it back with :meth:`refund`. A caller that reaches its
+        slot while a pause began in the meantime books again: the old slot is void.
+
+        Returns:
+            The monotonic time to send at (now, or later).
+
+        Raises:
+            RequestTimeoutError: If that moment lies beyond ``deadline``.
+        """
+        now = self._clock.monotonic()
+        start = now
+        if self.paused_until > now:
+            window = max(1.0, self._pause_length * self.limits.pause_spread)
+            start = self.paused_until + window * self._rand()
+        if self._interval:
+            tat = max(self._tat, start)
+            start = max(start, tat - self._tolerance)
+            if deadline is not None and start > deadline:
+                raise self._no_time(start - now)
+            self._tat = tat + self._interval
+        elif deadline is not None and start > deadline:
+            raise self._no_time(start - now)
+        return start
+
+    def refund(self) -> None:
+        """Give back a slot booked by :meth:`reserve` and not used, for those still queued."""
+        if self._interval:
+            self._tat -= self._interval
+
     async def admit(self, deadline: float | None) -> None:
-        """Wait until a request may be sent: after any pause, within the rate.
+        """Wait until a request may be sent (:meth:`reserve`, then sleep until the slot).
 
         Raises:
             RequestTimeoutError: If that moment lies beyond ``deadline``.
         """
         while True:
+            start = self.reserve(deadline)
             now = self._clock.monotonic()
-            start = now
-            if self.paused_until > now:
-                window = max(1.0, self._pause_length * self.limits.pause_spread)
-                start = self.paused_until + window * self._rand()
-            reserved = False
-            if self._interval:
-                tat = max(self._tat, start)
-                start = max(start, tat - self._tolerance)
-                if deadline is not None and start > deadline:
-                    raise self._no_time(start - now)
-                self._tat = tat + self._interval
-                reserved = True
-            elif deadline is not None and start > deadline:
-                raise self._no_time(start - now)
             if start <= now:
                 return
             try:
                 await self._clock.sleep(start - now)
             except BaseException:
-                if reserved:
-                    self._tat -= self._interval  # give the slot back to those still waiting
+                self.refund()
                 raise
             # A 429 may have paused the client while this request queued: then queue again
             # behind the pause. Its old slot lay inside the pause and is simply void.
             if self.paused_until <= self._clock.monotonic():
                 return
+
+    def paused_at(self, now: float) -> bool:
+        """Whether a throttling pause covers ``now``."""
+        return self.paused_until > now
 
     @staticmethod
     def _no_time(wait: float) -> RequestTimeoutError:
