@@ -144,9 +144,9 @@ class KooDriveClient:
         self._max_response_bytes = max_response_bytes
         self.allow_insecure_urls = allow_insecure_urls
         self.clock: Clock = clock or AsyncioClock()
-        self._streams = PollStreams()
         self.stats = ClientStats()
         self._scheduler = RequestScheduler(limits or Limits(), self.clock)
+        self._streams = PollStreams(self._scheduler.limits.max_in_flight)
         self._on_request = on_request
         self._on_retry = on_retry
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
@@ -175,6 +175,9 @@ class KooDriveClient:
         self._closed = True
         for batch in list(self._batches):
             await batch.aclose()
+        cancelled = self._streams.close(KooDriveError("this KooDriveClient is closed"))
+        if cancelled:
+            await asyncio.gather(*cancelled, return_exceptions=True)
         if self._owns_session and self._session is not None:
             await self._session.close()
             self._session = None
@@ -351,7 +354,7 @@ class KooDriveClient:
 
     def watch_many(
         self,
-        tasks: Iterable[TaskLike],
+        tasks: Iterable[TaskLike | TaskWaiter],
         *,
         timeout: float | EllipsisType | None = ...,
         policy: PollPolicy | None = None,
@@ -373,7 +376,7 @@ class KooDriveClient:
 
     def as_completed(
         self,
-        tasks: Iterable[TaskLike],
+        tasks: Iterable[TaskLike | TaskWaiter],
         *,
         timeout: float | EllipsisType | None = ...,
         policy: PollPolicy | None = None,
@@ -388,7 +391,7 @@ class KooDriveClient:
 
     async def wait_many(
         self,
-        tasks: Iterable[TaskLike],
+        tasks: Iterable[TaskLike | TaskWaiter],
         *,
         timeout: float | EllipsisType | None = ...,
         policy: PollPolicy | None = None,
@@ -476,6 +479,7 @@ class KooDriveClient:
         secret: tuple[str, ...],
         *,
         deadline: float | None,
+        admitted: bool = False,
     ) -> TaskInfo:
         """One ``taskDetail`` request, parsed; no retries beyond one auth refresh."""
         return await self._post(
@@ -485,6 +489,7 @@ class KooDriveClient:
             f"query task {task_id}",
             lambda payload: _wire.parse_task_detail(payload, task_id=task_id),
             deadline=deadline,
+            admitted=admitted,
         )
 
     async def _post(
@@ -496,9 +501,12 @@ class KooDriveClient:
         parse: Callable[[object], _T],
         *,
         deadline: float | None = None,
+        admitted: bool = False,
     ) -> _T:
         """POST ``body`` as JSON and return the success payload as ``parse`` reads it.
 
+        ``admitted``: the caller already has its slot from the scheduler (a poll stream
+        booked it); a re-sent request books its own.
         A 401 lets the auth scheme refresh once, then the request is re-sent, re-signed.
         A ``ProtocolError`` from ``parse`` gets the request's trace id and HTTP status.
 
@@ -513,7 +521,8 @@ class KooDriveClient:
         for refreshed in (False, True):
             trace_id = new_trace_id()
             status: int | None = None
-            await self._scheduler.admit(deadline)
+            if refreshed or not admitted:
+                await self._scheduler.admit(deadline)
             started = self.clock.monotonic()
             timeout = self._request_timeout
             if deadline is not None and deadline - started < timeout:

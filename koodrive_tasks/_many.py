@@ -91,7 +91,7 @@ class TaskBatch:
         self._timeout = timeout
         self._policy = policy
         self._queue: asyncio.Queue[_Event] = asyncio.Queue()
-        self._workers: set[asyncio.Task[None]] = set()
+        self._running: dict[TaskRef, TaskWaiter] = {}
         self._started = False
         self.outcomes: dict[TaskRef, TaskOutcome] = {}
 
@@ -110,51 +110,61 @@ class TaskBatch:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Cancel the waits still running and wait until they have stopped."""
-        for worker in self._workers:
-            worker.cancel()
-        if self._workers:
-            await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers.clear()
+        """Stop the waits still running, and wait until their requests have stopped."""
+        cancelled = [
+            request for waiter in self._running.values() if (request := waiter._unfollow())
+        ]
+        self._running.clear()
+        if cancelled:
+            await asyncio.gather(*cancelled, return_exceptions=True)
 
     async def _start(self) -> None:
+        # No task per wait: each waiter is told of its task's news by its poll stream
+        # (push mode), so 10,000 waits cost 10,000 small objects, not 10,000 coroutines.
         self._started = True
         self._client._track(self)
         for count, ref in enumerate(self._refs, 1):
-            worker = asyncio.create_task(self._wait(ref), name=f"koodrive-wait-{ref.task_id}")
-            self._workers.add(worker)
-            worker.add_done_callback(self._workers.discard)
+            waiter = self._given.get(ref) or self._client.wait_for_task(
+                ref.share_id,
+                ref.task_id,
+                kdstoken=ref.kdstoken,
+                timeout=self._timeout,
+                policy=self._policy,
+            )
+            self._running[ref] = waiter
+            waiter._follow(self._changed, updates=self._updates)
             if count % _START_BATCH == 0:
                 # Let the loop breathe: starting 10,000 waits in one step stalled it ~0.8 s.
                 await asyncio.sleep(0)
 
-    async def _wait(self, ref: TaskRef) -> None:
-        waiter = self._given.get(ref) or self._client.wait_for_task(
-            ref.share_id,
-            ref.task_id,
-            kdstoken=ref.kdstoken,
-            timeout=self._timeout,
-            policy=self._policy,
-        )
+    def _changed(self, waiter: TaskWaiter, crash: Exception | None) -> None:
+        """A waiter took news: queue its updates, and its outcome once it is done."""
+        if crash is not None:
+            self._queue.put_nowait(_Crash(crash))
+            return
         try:
-            if self._updates:
-                async for update in waiter:
-                    self._queue.put_nowait((ref, update))
-            info = await waiter.final_info()
+            ref = waiter.ref
+            for update in waiter._drain_updates():
+                self._queue.put_nowait((ref, update))
+            if waiter.done:
+                self._running.pop(ref, None)
+                self._queue.put_nowait(self._outcome(ref, waiter))
+        except Exception as error:  # noqa: BLE001 - a bug: surface it rather than hang the consumer
+            self._queue.put_nowait(_Crash(error))
+
+    @staticmethod
+    def _outcome(ref: TaskRef, waiter: TaskWaiter) -> TaskOutcome:
+        try:
+            info = waiter._judge_final()
             url = None
             if info.task_type is not TaskType.DUMP and (
                 info.download_url or info.task_type is not None
             ):
-                url = await waiter.download_url()
-            self._queue.put_nowait(TaskOutcome(ref, info, url))
+                url = waiter._url_of(info)
+            return TaskOutcome(ref, info, url)
         except KooDriveError as error:
             last: TaskInfo | None = getattr(error, "info", None) or waiter.last_info
-            self._queue.put_nowait(TaskOutcome(ref, last, None, error))
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:  # a bug: surface it rather than hang the consumer
-            self._queue.put_nowait(_Crash(error))
-            raise
+            return TaskOutcome(ref, last, None, error)
 
     async def _next_event(self) -> _Event | None:
         if not self._started:

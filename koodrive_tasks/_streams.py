@@ -1,11 +1,13 @@
 """One stream of polls per task, shared by every wait on that task.
 
-There is no background task. Whichever waiting coroutine finds no leader becomes
-the leader: it sleeps until the next poll is due, polls, and hands every changed
-observation to every subscriber. The others wait on a future. When the leader
-leaves (it got its update, its deadline passed, or it was cancelled) it hands the
-lead to a subscriber still waiting, so cancelling one wait never stalls the others
-and cancelling all of them leaves nothing running.
+A stream is driven by timers on the client's clock, not by a task of its own.
+Between polls it is one timer handle; when a poll is due it books a slot with the
+client's scheduler (rate limit, throttling pause), and when the slot comes it sends
+the request in a short-lived task that ends with the answer. Every changed
+observation goes to every subscriber: a future for a wait awaited by a coroutine,
+a callback for a wait inside a batch. So an idle wait costs a few small objects
+rather than a chain of suspended coroutines, and when the last wait on a task
+leaves, its timers and its request are cancelled: nothing is left running.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import asyncio
 import logging
 import math
 import random
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import _wire
+from ._clock import Timer, call_later
 from ._models import TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from .exceptions import KooDriveError, TaskStalledError
@@ -35,18 +40,25 @@ class DeadlineReached(Exception):  # noqa: N818 - a signal inside the package, n
 
 
 class Subscriber:
-    """One wait's place in a stream: its deadline and the observations it has not taken."""
+    """One wait's place in a stream: its deadline and the observations it has not taken.
 
-    __slots__ = ("deadline", "pending", "wakeup")
+    It is told of news by ``listener`` when it has one (a batch), else by resolving
+    ``wakeup`` (a coroutine awaiting :meth:`PollStream.next`).
+    """
 
-    def __init__(self, deadline: float | None) -> None:
+    __slots__ = ("deadline", "listener", "pending", "wakeup")
+
+    def __init__(self, deadline: float | None, listener: Callable[[], None] | None) -> None:
         self.deadline = deadline
+        self.listener = listener
         # A list, not a deque: it holds one or two items, and an empty deque costs 760 B.
         self.pending: list[TaskInfo] = []
         self.wakeup: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
-        if self.wakeup is not None and not self.wakeup.done():
+        if self.listener is not None:
+            self.listener()
+        elif self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
 
 
@@ -58,18 +70,24 @@ class PollStream:
         "_client",
         "_registry",
         "_secret",
+        "booked",
         "changed_at",
+        "closed",
+        "crash",
+        "ended",
         "failures",
         "fatal",
         "key",
         "last_error",
         "latest",
-        "leader",
         "next_poll_at",
         "plan",
         "policy",
+        "request",
         "seen_running_at",
         "subscribers",
+        "timer",
+        "timer_at",
     )
 
     def __init__(
@@ -87,143 +105,205 @@ class PollStream:
         self._body = _wire.task_detail_body(share_id, task_id, kdstoken)
         self._secret = (kdstoken,) if kdstoken else ()
         self.subscribers: list[Subscriber] = []
-        self.leader: Subscriber | None = None
         self.latest: TaskInfo | None = None
         self.last_error: KooDriveError | None = None
         self.fatal: KooDriveError | None = None
+        self.crash: Exception | None = None  # a bug met while polling, re-raised to the waits
         self.next_poll_at = -math.inf
         self.failures = 0
         self.seen_running_at: float | None = None
         self.changed_at: float | None = None
         self.plan = PollPlan(policy)
+        # One timer per stream: the next poll, the earliest deadline of its waits or the
+        # stall limit, whichever comes first; or the slot booked for the next request.
+        # None while a request is in flight: its own timeout is clipped to the deadline,
+        # so the stream looks at the time again when it ends.
+        self.timer: Timer | None = None
+        self.timer_at = math.inf
+        self.booked = False  # holds a scheduler slot not yet used
+        self.request: asyncio.Task[None] | None = None
+        self.ended = False  # no more polls: the task ended, or polling failed for good
+        self.closed = False  # nobody waits any more
 
     @property
     def task_id(self) -> str:
         return self.key[1]
 
-    def subscribe(self, deadline: float | None) -> Subscriber:
-        sub = Subscriber(deadline)
+    # --- subscribers -------------------------------------------------------------------
+
+    def subscribe(
+        self, deadline: float | None, listener: Callable[[], None] | None = None
+    ) -> Subscriber:
+        sub = Subscriber(deadline, listener)
         if self.latest is not None:
             sub.pending.append(self.latest)  # a late joiner's first observation
         self.subscribers.append(sub)
+        if (
+            deadline is not None
+            and deadline < self.timer_at
+            and self.timer is not None
+            and not self.booked
+        ):
+            self.timer.cancel()
+            self._arm()
         return sub
 
-    def unsubscribe(self, sub: Subscriber) -> None:
+    def unsubscribe(self, sub: Subscriber) -> asyncio.Task[None] | None:
+        """``sub`` leaves; the last one to leave closes the stream.
+
+        Returns:
+            The request this cancelled, if any, for a caller that wants to await its end.
+        """
+        sub.listener = None
         if sub in self.subscribers:
             self.subscribers.remove(sub)
         if not self.subscribers:
-            self._registry.discard(self)
-        elif self.leader is None:
-            # A follower woken to lead may leave (cancelled) before it runs: pass it on.
-            self._hand_off()
+            return self.close()
+        return None
 
-    async def next(self, sub: Subscriber) -> TaskInfo:
-        """The next changed observation for ``sub``.
+    def take(self, sub: Subscriber) -> TaskInfo | None:
+        """``sub``'s next changed observation, or ``None`` when there is none yet.
 
         Raises:
-            DeadlineReached: When ``sub``'s deadline passes first.
+            DeadlineReached: When ``sub``'s deadline has passed.
             KooDriveError: A non-retryable error met by the stream.
         """
-        clock = self._client.clock
-        while True:
-            if sub.pending:
-                self._resign(sub)
-                return sub.pending.pop(0)
-            if self.fatal is not None:
-                self._resign(sub)
-                raise self.fatal
-            now = clock.monotonic()
-            if sub.deadline is not None and now >= sub.deadline:
-                self._resign(sub)
-                raise DeadlineReached
-            if self.leader is None:
-                self.leader = sub
-            if self.leader is not sub:
-                sub.wakeup = asyncio.get_running_loop().create_future()
-                try:
-                    await sub.wakeup
-                finally:
-                    sub.wakeup = None
-                continue
-            # Leading, inline rather than in a helper coroutine: every idle wait holds
-            # its chain of suspended frames, and 10,000 waits make each frame count.
+        if sub.pending:
+            return sub.pending.pop(0)
+        if self.crash is not None:
+            raise self.crash
+        if self.fatal is not None:
+            raise self.fatal
+        if sub.deadline is not None and self._client.clock.monotonic() >= sub.deadline:
+            raise DeadlineReached
+        return None
+
+    async def next(self, sub: Subscriber) -> TaskInfo:
+        """Wait for ``sub``'s next changed observation (as :meth:`take`, but waiting)."""
+        while (info := self.take(sub)) is None:
+            sub.wakeup = asyncio.get_running_loop().create_future()
             try:
-                earliest = self._earliest_deadline(now)
-                stall_at = self._stall_at()
-                if now >= stall_at:
-                    self._fail(self._stalled(now))
-                elif now < self.next_poll_at:
-                    # Never sleep past anyone's deadline: followers rely on the leader to wake them.
-                    await clock.sleep(min(self.next_poll_at, earliest, stall_at) - now)
-                else:
-                    await self._poll(None if math.isinf(earliest) else earliest)
-            except BaseException:
-                self._resign(sub)
-                raise
+                await sub.wakeup
+            finally:
+                sub.wakeup = None
+        return info
 
-    def _resign(self, sub: Subscriber) -> None:
-        """``sub`` stops leading (if it led): hand the lead to whoever still waits."""
-        if self.leader is sub:
-            self.leader = None
-            self._hand_off()
+    def _wake_all(self) -> None:
+        # A copy: a listener may leave the stream while it is told.
+        for sub in tuple(self.subscribers):
+            sub.wake()
 
-    def _hand_off(self) -> None:
-        # Wake every idle follower, not just one: the one picked might itself be in the
-        # middle of being cancelled, and then nobody would lead. The first to run takes
-        # the lead; the others see it taken and go back to waiting.
-        for other in self.subscribers:
-            if other.wakeup is not None and not other.pending:
-                other.wake()
+    # --- the poll cycle ----------------------------------------------------------------
 
-    def _earliest_deadline(self, now: float) -> float:
-        """Wake followers whose deadline passed; return the earliest deadline still ahead."""
-        earliest = math.inf
-        for sub in self.subscribers:
-            if sub.deadline is None:
-                continue
-            if sub.deadline <= now and sub is not self.leader:
-                sub.wake()
-            else:
-                earliest = min(earliest, sub.deadline)
-        return earliest
+    def start(self, first_poll_at: float | None = None) -> None:
+        """Schedule the first poll: now, or at ``first_poll_at``."""
+        if first_poll_at is not None:
+            self.next_poll_at = first_poll_at
+        self._arm()
 
-    async def _poll(self, deadline: float | None) -> None:
-        clock = self._client.clock
-        try:
-            info = await self._client._fetch_task(
-                self.key[0], self.task_id, self._body, self._secret, deadline=deadline
-            )
-        except KooDriveError as error:
-            if not error.retryable:
-                self._fail(error)
-                return
-            self.failures += 1
-            self.last_error = error
-            delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
-            self.next_poll_at = clock.monotonic() + delay
-            self._client._retried(self.task_id, error, self.failures, delay)
-            # Say it once, loudly, when failures persist: a wrong base URL or a network
-            # outage should not stay silent until the deadline.
-            log = logger.warning if self.failures == _FAILURES_BEFORE_WARNING else logger.info
-            log(
-                "task %s: poll %d failed in a row (%s: %s); retrying in %.1f s until the deadline",
-                self.task_id,
-                self.failures,
-                type(error).__name__,
-                error,
-                delay,
-            )
+    def _arm(self) -> None:
+        """Set the timer for what comes next: a poll, a wait's deadline, the stall limit."""
+        if self.closed or self.ended:
             return
+        clock = self._client.clock
+        now = clock.monotonic()
+        deadline = self._earliest_deadline(after=now)
+        when = min(self.next_poll_at, self._stall_at(), math.inf if deadline is None else deadline)
+        self.timer_at = when
+        self.timer = call_later(clock, when - now, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.timer_at = math.inf
+        if self.closed or self.ended:
+            return
+        try:
+            now = self._client.clock.monotonic()
+            self._expire(now)
+            if self.closed or self._all_expired(now):
+                return  # every wait reached its deadline: they are leaving
+            if now >= self._stall_at():
+                self._fail(self._stalled(now))
+            elif now < self.next_poll_at:
+                self._arm()  # a timer may ring a hair early
+            else:
+                self._book(now)
+        except Exception as error:  # noqa: BLE001 - a bug: the waits must hear of it, not hang
+            self._crashed(error)
+
+    def _book(self, now: float) -> None:
+        """Book the next request's slot with the client's scheduler."""
+        try:
+            send_at = self._client._scheduler.reserve(self._earliest_deadline(after=now))
+        except KooDriveError as error:  # no slot before the deadline: like a failed poll
+            self._failed(error)
+            return
+        if send_at <= now:
+            self._registry.send(self)
+            return
+        self.booked = True
+        self.timer_at = send_at
+        self.timer = call_later(self._client.clock, send_at - now, self._on_slot)
+
+    def _on_slot(self) -> None:
+        self.timer = None
+        self.timer_at = math.inf
+        self.booked = False
+        if self.closed or self.ended:
+            return
+        try:
+            now = self._client.clock.monotonic()
+            if self._client._scheduler.paused_until > now:
+                # Throttled while this waited for its slot: queue again behind the pause.
+                self._book(now)
+            else:
+                self._registry.send(self)
+        except Exception as error:  # noqa: BLE001 - as in _on_timer
+            self._crashed(error)
+
+    async def poll(self) -> None:
+        """Send one ``taskDetail`` request (run as a task by :class:`PollStreams`)."""
+        result: TaskInfo | Exception
+        try:
+            result = await self._client._fetch_task(
+                self.key[0],
+                self.task_id,
+                self._body,
+                self._secret,
+                deadline=self._earliest_deadline(after=self._client.clock.monotonic()),
+                admitted=True,
+            )
+        except asyncio.CancelledError:
+            if not self.closed:
+                # Cancelled by someone else than this stream (a harness cancelling every
+                # task): poll again rather than leave the waits without a poll to come.
+                self.request = None
+                self.next_poll_at = self._client.clock.monotonic()
+                self._arm()
+            raise
+        except Exception as error:  # noqa: BLE001 - sorted out below, outside the request
+            result = error
+        finally:
+            self.request = None
+            self._registry.request_done()
+        # The request is over: what follows may close the stream (its last wait leaves).
+        try:
+            if isinstance(result, TaskInfo):
+                self._observed(result)
+            elif isinstance(result, KooDriveError):
+                self._failed(result)
+            else:
+                self._crashed(result)
+        except Exception as error:  # noqa: BLE001 - as in _on_timer
+            self._crashed(error)
+
+    def _observed(self, info: TaskInfo) -> None:
+        clock = self._client.clock
         self.failures = 0
         previous, self.latest = self.latest, info
         now = clock.monotonic()
-        if previous is None or (previous.status, previous.progress) != (info.status, info.progress):
-            self.changed_at = now
-            for other in self.subscribers:
-                other.pending.append(info)
-                other.wake()
-            logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
         if info.is_terminal:
+            self.ended = True
             self._registry.discard(self)  # later waits on this task start a fresh stream
             if self.seen_running_at is not None:
                 self._client.stats.tasks_ended += 1
@@ -232,6 +312,54 @@ class PollStream:
             self.seen_running_at = now
             delay = self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
             self.next_poll_at = now + delay
+        if previous is None or (previous.status, previous.progress) != (info.status, info.progress):
+            self.changed_at = now
+            logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
+            for sub in self.subscribers:
+                sub.pending.append(info)
+            self._wake_all()
+        self._arm()
+
+    def _failed(self, error: KooDriveError) -> None:
+        """A poll failed: retry a transient failure, end the stream on any other."""
+        if not error.retryable:
+            self._fail(error)
+            return
+        self.failures += 1
+        self.last_error = error
+        delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
+        self.next_poll_at = self._client.clock.monotonic() + delay
+        self._client._retried(self.task_id, error, self.failures, delay)
+        # Say it once, loudly, when failures persist: a wrong base URL or a network
+        # outage should not stay silent until the deadline.
+        log = logger.warning if self.failures == _FAILURES_BEFORE_WARNING else logger.info
+        log(
+            "task %s: poll %d failed in a row (%s: %s); retrying in %.1f s until the deadline",
+            self.task_id,
+            self.failures,
+            type(error).__name__,
+            error,
+            delay,
+        )
+        self._arm()
+
+    def _expire(self, now: float) -> None:
+        """Tell the waits whose deadline has passed (each then leaves)."""
+        for sub in tuple(self.subscribers):
+            if sub.deadline is not None and sub.deadline <= now:
+                sub.wake()
+
+    def _earliest_deadline(self, after: float = -math.inf) -> float | None:
+        """The earliest deadline of the waits, among those later than ``after``."""
+        deadlines = [
+            sub.deadline
+            for sub in self.subscribers
+            if sub.deadline is not None and sub.deadline > after
+        ]
+        return min(deadlines) if deadlines else None
+
+    def _all_expired(self, now: float) -> bool:
+        return all(sub.deadline is not None and sub.deadline <= now for sub in self.subscribers)
 
     def _stall_at(self) -> float:
         limit = self.policy.stall_timeout
@@ -255,18 +383,63 @@ class PollStream:
             stalled_for=stalled_for,
         )
 
+    # --- ending ------------------------------------------------------------------------
+
     def _fail(self, error: KooDriveError) -> None:
+        """Polling is over for good: every wait gets ``error``."""
         self.fatal = error
+        self._end()
+        self._wake_all()
+
+    def _crashed(self, error: Exception) -> None:
+        logger.error("task %s: polling stopped by an internal error", self.task_id, exc_info=error)
+        self.crash = error
+        self._end()
+        self._wake_all()
+
+    def _end(self) -> None:
+        self.ended = True
         self._registry.discard(self)
-        for other in self.subscribers:
-            other.wake()
+        self._stop()
+
+    def close(self) -> asyncio.Task[None] | None:
+        """Nobody waits any more: stop polling.
+
+        Returns:
+            The request in flight, now cancelled, if there was one.
+        """
+        self.closed = True
+        self._registry.discard(self)
+        return self._stop()
+
+    def _stop(self) -> asyncio.Task[None] | None:
+        """Cancel the timer, give back a booked slot, cancel a request in flight."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.booked:
+            self.booked = False
+            self._client._scheduler.refund()
+        request = self.request
+        if request is not None and request is not asyncio.current_task():
+            request.cancel()
+            return request
+        return None
 
 
 class PollStreams:
-    """A client's live streams, by (share id, task id, kdstoken)."""
+    """A client's live streams, by (share id, task id, kdstoken), and their requests.
 
-    def __init__(self) -> None:
+    At most ``max_in_flight`` poll requests run at once; streams whose slot came
+    while that many were in flight queue here, first come first served, rather than
+    each holding a task that waits for the client's semaphore.
+    """
+
+    def __init__(self, max_in_flight: int) -> None:
         self._streams: dict[StreamKey, PollStream] = {}
+        self._max_in_flight = max_in_flight
+        self._in_flight = 0
+        self._queued: deque[PollStream] = deque()
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -278,6 +451,7 @@ class PollStreams:
         policy: PollPolicy,
         deadline: float | None,
         resume_polls: int | None = None,
+        listener: Callable[[], None] | None = None,
     ) -> tuple[PollStream, Subscriber]:
         """Join the task's stream, starting one if none is live.
 
@@ -288,12 +462,48 @@ class PollStreams:
         stream = self._streams.get(key)
         if stream is None:
             stream = self._streams[key] = PollStream(self, key, client, policy)
+            first_poll_at = None
             if resume_polls:
                 stream.plan.polls = resume_polls
                 spread = policy.poll_delay(resume_polls) * random.random()
-                stream.next_poll_at = client.clock.monotonic() + spread
-        return stream, stream.subscribe(deadline)
+                first_poll_at = client.clock.monotonic() + spread
+            stream.start(first_poll_at)
+        return stream, stream.subscribe(deadline, listener)
 
     def discard(self, stream: PollStream) -> None:
         if self._streams.get(stream.key) is stream:
             del self._streams[stream.key]
+
+    def send(self, stream: PollStream) -> None:
+        """``stream``'s slot has come: send its request now, or as soon as one ends."""
+        if self._in_flight < self._max_in_flight:
+            self._launch(stream)
+        else:
+            self._queued.append(stream)
+
+    def _launch(self, stream: PollStream) -> None:
+        self._in_flight += 1
+        stream.request = asyncio.get_running_loop().create_task(
+            stream.poll(), name=f"koodrive-poll-{stream.task_id}"
+        )
+
+    def request_done(self) -> None:
+        self._in_flight -= 1
+        while self._queued and self._in_flight < self._max_in_flight:
+            stream = self._queued.popleft()
+            if not (stream.closed or stream.ended):
+                self._launch(stream)
+
+    def close(self, error: KooDriveError) -> list[asyncio.Task[None]]:
+        """The client closes: every live stream ends with ``error``.
+
+        Returns:
+            The requests cancelled, for the caller to await.
+        """
+        cancelled = []
+        for stream in list(self._streams.values()):
+            request = stream.request
+            stream._fail(error)
+            if request is not None:
+                cancelled.append(request)
+        return cancelled

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING
 
 from yarl import URL
@@ -16,6 +16,7 @@ from ._resume import WaitState
 from ._streams import DeadlineReached, PollStream, PollStreams, Subscriber
 from .exceptions import (
     InsecureURLError,
+    InvalidArgumentError,
     KooDriveError,
     ProtocolError,
     TaskCanceledError,
@@ -50,6 +51,7 @@ class TaskWaiter:
         "_final",
         "_key",
         "_last",
+        "_listener",
         "_lock",
         "_resume_polls",
         "_stream",
@@ -82,7 +84,8 @@ class TaskWaiter:
         self._deadline: float | None = None
         self._stream: PollStream | None = None
         self._sub: Subscriber | None = None
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made on first await: a batch needs none
+        self._listener: Callable[[TaskWaiter, Exception | None], None] | None = None
         self._final: TaskInfo | None = None
         self._error: KooDriveError | None = None
         self._last: TaskInfo | None = None
@@ -118,32 +121,41 @@ class TaskWaiter:
 
     # --- consuming the stream ------------------------------------------------------------
 
-    async def _advance(self) -> None:
-        """Take one observation (the caller holds ``_lock``)."""
-        clock = self._client.clock
-        if self._deadline is None and self.timeout is not None:
-            self._deadline = clock.monotonic() + self.timeout
+    def _join(self, listener: Callable[[], None] | None = None) -> tuple[PollStream, Subscriber]:
+        """Subscribe to the task's stream, unless already subscribed; start the deadline."""
         if self._sub is None:
+            if self._deadline is None and self.timeout is not None:
+                self._deadline = self._client.clock.monotonic() + self.timeout
             self._stream, self._sub = self._streams.subscribe(
-                self._client, self._key, self.policy, self._deadline, self._resume_polls
+                self._client, self._key, self.policy, self._deadline, self._resume_polls, listener
             )
             self._resume_polls = None
         assert self._stream is not None  # noqa: S101 - set together with _sub
+        return self._stream, self._sub
+
+    async def _advance(self) -> None:
+        """Take one observation (the caller holds ``_lock``)."""
+        if self._listener is not None:
+            raise InvalidArgumentError(
+                f"the wait for task {self.task_id} belongs to a running batch: "
+                "read its outcome from the batch"
+            )
+        stream, sub = self._join()
         try:
-            info = await self._stream.next(self._sub)
+            info = await stream.next(sub)
         except DeadlineReached:
-            self._error = self._timeout_error()
-            self._leave()
-            raise self._error from None
+            raise self._end(self._timeout_error()) from None
         except KooDriveError as error:
-            self._error = error
-            self._leave()
+            self._end(error)
             raise
         except BaseException:
             # Cancelled: leave the stream so it does not keep observations for nobody;
             # awaiting this waiter again joins afresh.
             self._leave()
             raise
+        self._take(info)
+
+    def _take(self, info: TaskInfo) -> None:
         self._last = info
         if self._backlog is not None:
             self._backlog.append(ProgressUpdate.of(info))
@@ -151,10 +163,70 @@ class TaskWaiter:
             self._final = info
             self._leave()
 
-    def _leave(self) -> None:
+    def _end(self, error: KooDriveError) -> KooDriveError:
+        self._error = error
+        self._leave()
+        return error
+
+    def _leave(self) -> asyncio.Task[None] | None:
+        """Leave the stream; return the request this cancelled, if any."""
+        cancelled = None
         if self._stream is not None and self._sub is not None:
-            self._stream.unsubscribe(self._sub)
+            cancelled = self._stream.unsubscribe(self._sub)
         self._stream = self._sub = None
+        return cancelled
+
+    # --- push mode, for batches: no coroutine per wait ------------------------------------
+
+    def _follow(
+        self, listener: Callable[[TaskWaiter, Exception | None], None], *, updates: bool
+    ) -> None:
+        """Take every observation as it arrives and call ``listener(self, crash)`` after.
+
+        ``crash`` is a bug met while polling (``None`` normally). With ``updates``,
+        :meth:`_drain_updates` returns the updates not yet handed out.
+        """
+        if updates and self._backlog is None:
+            self._backlog = []
+            if self._final is not None:
+                self._backlog.append(ProgressUpdate.of(self._final))
+        self._listener = listener
+        if not self.done:
+            self._join(self._pushed)
+        self._pushed()  # a late joiner may hold an observation already; a done wait, its end
+
+    def _pushed(self) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        crash: Exception | None = None
+        while not self.done and self._stream is not None and self._sub is not None:
+            try:
+                info = self._stream.take(self._sub)
+            except DeadlineReached:
+                self._end(self._timeout_error())
+            except KooDriveError as error:
+                self._end(error)
+            except Exception as error:  # noqa: BLE001 - a bug met by the stream: the batch re-raises it
+                crash = error
+                self._leave()
+            else:
+                if info is None:
+                    break
+                self._take(info)
+        if self.done or crash is not None:
+            self._listener = None
+        listener(self, crash)
+
+    def _unfollow(self) -> asyncio.Task[None] | None:
+        """Stop push mode (the batch closes); return the request this cancelled, if any."""
+        self._listener = None
+        return self._leave()
+
+    def _drain_updates(self) -> list[ProgressUpdate]:
+        backlog = self._backlog or []
+        self._backlog = []
+        return backlog
 
     def _timeout_error(self) -> WaitTimeoutError:
         last = self._stream.latest if self._stream is not None else self._last
@@ -203,7 +275,7 @@ class TaskWaiter:
                 raise StopAsyncIteration
             if self._error is not None:
                 raise self._error
-            async with self._lock:
+            async with self._consumer_lock():
                 if not self._backlog and not self.done:
                     await self._advance()
         return self._backlog.pop(0)
@@ -224,9 +296,22 @@ class TaskWaiter:
         while self._final is None:
             if self._error is not None:
                 raise self._error
-            async with self._lock:
+            async with self._consumer_lock():
                 if not self.done:
                     await self._advance()
+        return self._judge(self._final)
+
+    def _consumer_lock(self) -> asyncio.Lock:
+        # Awaiting and iterating at once share one poll loop: one consumer advances it.
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+    def _judge_final(self) -> TaskInfo:
+        """As :meth:`final_info`, for a wait already done."""
+        if self._final is None:
+            assert self._error is not None  # noqa: S101 - done means one of the two
+            raise self._error
         return self._judge(self._final)
 
     def _judge(self, info: TaskInfo) -> TaskInfo:
@@ -262,7 +347,10 @@ class TaskWaiter:
             TaskFailedError, TaskCanceledError, WaitTimeoutError, KooDriveError:
                 As :meth:`final_info`.
         """
-        info = await self.final_info()
+        return self._url_of(await self.final_info())
+
+    def _url_of(self, info: TaskInfo) -> str:
+        """The checked ``downloadUrl`` of a completed task (see :meth:`download_url`)."""
         url = info.download_url
         if not url:
             raise ProtocolError(
