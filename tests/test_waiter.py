@@ -341,7 +341,7 @@ async def test_waits_on_same_task_share_polls(mock: MockKooDrive, client: KooDri
 async def test_cancelling_one_coalesced_wait_leaves_others(
     mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
 ) -> None:
-    """Cancelling the wait that leads the shared stream hands the lead to another."""
+    """Cancelling the first of two waits on one task spares the second; the polls go on for it."""
     for progress in (10, 20, 30, 40):
         mock.detail(payload=shape_a(1, progress))
     mock.detail(payload=shape_a(2, 100, result=1, url=PACKAGE_URL))
