@@ -79,6 +79,7 @@ class _SleepingTimer:
 
 def call_later(clock: Clock, delay: float, callback: Callable[[], object]) -> Timer:
     """Run ``callback`` after ``delay`` seconds of ``clock``, from the event loop."""
+    delay = max(0.0, delay)  # "overdue" comes as a negative or -inf delay: run it soon
     native: Callable[[float, Callable[[], object]], Timer] | None = getattr(
         clock, "call_later", None
     )

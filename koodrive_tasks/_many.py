@@ -12,7 +12,7 @@ import attrs
 from ._models import ProgressUpdate, TaskInfo, TaskRef, TaskType
 from ._policy import PollPolicy
 from ._waiter import TaskWaiter
-from .exceptions import KooDriveError
+from .exceptions import InvalidArgumentError, KooDriveError
 
 if TYPE_CHECKING:
     from ._client import KooDriveClient
@@ -132,7 +132,11 @@ class TaskBatch:
                 policy=self._policy,
             )
             self._running[ref] = waiter
-            waiter._follow(self._changed, updates=self._updates)
+            try:
+                waiter._follow(self._changed, updates=self._updates)
+            except InvalidArgumentError:
+                del self._running[ref]  # in use elsewhere: not this batch's to stop
+                raise
             if count % _START_BATCH == 0:
                 # Let the loop breathe: starting 10,000 waits in one step stalled it ~0.8 s.
                 await asyncio.sleep(0)

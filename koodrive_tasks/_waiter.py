@@ -186,6 +186,11 @@ class TaskWaiter:
         ``crash`` is a bug met while polling (``None`` normally). With ``updates``,
         :meth:`_drain_updates` returns the updates not yet handed out.
         """
+        if self._listener is not None or self._sub is not None:
+            raise InvalidArgumentError(
+                f"the wait for task {self.task_id} is already in use (awaited, iterated or "
+                "in another batch); give a batch waits of its own"
+            )
         if updates and self._backlog is None:
             self._backlog = []
             if self._final is not None:

@@ -229,3 +229,16 @@ async def test_a_waiter_followed_by_a_batch_is_read_from_the_batch(
         with pytest.raises(InvalidArgumentError, match="batch"):
             await other
         assert (await pending).ok
+
+
+async def test_a_waiter_in_use_cannot_join_a_batch(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
+    """A waiter being awaited elsewhere is refused by a batch rather than silently starved."""
+    mock.post(DETAIL, callback=running_then_done(1), repeat=True)
+    waiter = client.wait_for_task("s", "a", policy=STEADY)
+    awaited = asyncio.ensure_future(waiter.download_url())
+    await asyncio.sleep(0)
+    with pytest.raises(InvalidArgumentError, match="in use"):
+        await client.wait_many([waiter])
+    assert await awaited == PACKAGE_URL
