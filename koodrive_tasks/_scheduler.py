@@ -129,6 +129,8 @@ class RequestScheduler:
         self._tat = -math.inf  # GCRA: the theoretical arrival time of the next request
         self.paused_until = -math.inf
         self._pause_length = 0.0
+        self.epoch = 0
+        """Pauses started so far: a slot booked before the latest pause is void."""
 
     def reserve(self, deadline: float | None) -> float:
         """Book the earliest moment a request may be sent: after any pause, within the rate.
@@ -158,9 +160,13 @@ class RequestScheduler:
             raise self._no_time(start - now)
         return start
 
-    def refund(self) -> None:
-        """Give back a slot booked by :meth:`reserve` and not used, for those still queued."""
-        if self._interval:
+    def refund(self, epoch: int) -> None:
+        """Give back a slot booked by :meth:`reserve` (at ``epoch``) and not used.
+
+        A slot booked before the latest pause is void already (the pause moved the
+        rate's timeline past it): giving it back would hand out a slot twice.
+        """
+        if self._interval and epoch == self.epoch:
             self._tat -= self._interval
 
     async def admit(self, deadline: float | None) -> None:
@@ -170,6 +176,7 @@ class RequestScheduler:
             RequestTimeoutError: If that moment lies beyond ``deadline``.
         """
         while True:
+            epoch = self.epoch
             start = self.reserve(deadline)
             now = self._clock.monotonic()
             if start <= now:
@@ -177,16 +184,12 @@ class RequestScheduler:
             try:
                 await self._clock.sleep(start - now)
             except BaseException:
-                self.refund()
+                self.refund(epoch)
                 raise
             # A 429 may have paused the client while this request queued: then queue again
             # behind the pause. Its old slot lay inside the pause and is simply void.
             if self.paused_until <= self._clock.monotonic():
                 return
-
-    def paused_at(self, now: float) -> bool:
-        """Whether a throttling pause covers ``now``."""
-        return self.paused_until > now
 
     @staticmethod
     def _no_time(wait: float) -> RequestTimeoutError:
@@ -206,6 +209,7 @@ class RequestScheduler:
             return False
         self.paused_until = until
         self._pause_length = seconds
+        self.epoch += 1
         # No burst credit survives a pause: after it, requests come back at the rate,
         # not all at once. (Requests already queued re-queue when they wake into it.)
         self._tat = max(self._tat, until + self._tolerance)

@@ -13,6 +13,7 @@ leaves, its timers and its request are cancelled: nothing is left running.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import math
 import random
@@ -43,10 +44,11 @@ class Subscriber:
     """One wait's place in a stream: its deadline and the observations it has not taken.
 
     It is told of news by ``listener`` when it has one (a batch), else by resolving
-    ``wakeup`` (a coroutine awaiting :meth:`PollStream.next`).
+    ``wakeup`` while a coroutine awaits :meth:`PollStream.next`. A subscriber with
+    neither is not listening now (an ``async for`` consumer busy elsewhere).
     """
 
-    __slots__ = ("deadline", "listener", "pending", "wakeup")
+    __slots__ = ("deadline", "expired", "listener", "pending", "wakeup")
 
     def __init__(self, deadline: float | None, listener: Callable[[], None] | None) -> None:
         self.deadline = deadline
@@ -54,12 +56,29 @@ class Subscriber:
         # A list, not a deque: it holds one or two items, and an empty deque costs 760 B.
         self.pending: list[TaskInfo] = []
         self.wakeup: asyncio.Future[None] | None = None
+        self.expired = False
+
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None or self.wakeup is not None
 
     def wake(self) -> None:
         if self.listener is not None:
             self.listener()
         elif self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
+
+
+class State(enum.Enum):
+    """Where a stream is in its poll cycle."""
+
+    IDLE = "the timer is set for the next poll (or the stall limit)"
+    PAUSED = "a poll is due but no wait is listening: it is sent when one listens again"
+    BOOKED = "a slot is booked with the scheduler; the timer is set for it"
+    QUEUED = "the slot has come; max_in_flight requests run, this one is next in line"
+    IN_FLIGHT = "the request is out"
+    ENDED = "no more polls: the task ended, or polling failed for good"
+    CLOSED = "nobody waits any more"
 
 
 class PollStream:
@@ -70,11 +89,11 @@ class PollStream:
         "_client",
         "_registry",
         "_secret",
-        "booked",
+        "booked_epoch",
         "changed_at",
-        "closed",
         "crash",
-        "ended",
+        "deadline_at",
+        "deadline_timer",
         "failures",
         "fatal",
         "key",
@@ -84,10 +103,11 @@ class PollStream:
         "plan",
         "policy",
         "request",
+        "request_deadline",
         "seen_running_at",
+        "state",
         "subscribers",
         "timer",
-        "timer_at",
     )
 
     def __init__(
@@ -114,20 +134,24 @@ class PollStream:
         self.seen_running_at: float | None = None
         self.changed_at: float | None = None
         self.plan = PollPlan(policy)
-        # One timer per stream: the next poll, the earliest deadline of its waits or the
-        # stall limit, whichever comes first; or the slot booked for the next request.
-        # None while a request is in flight: its own timeout is clipped to the deadline,
-        # so the stream looks at the time again when it ends.
-        self.timer: Timer | None = None
-        self.timer_at = math.inf
-        self.booked = False  # holds a scheduler slot not yet used
-        self.request: asyncio.Task[None] | None = None
-        self.ended = False  # no more polls: the task ended, or polling failed for good
-        self.closed = False  # nobody waits any more
+        self.state = State.IDLE
+        self.timer: Timer | None = None  # IDLE: the next poll or stall limit; BOOKED: the slot
+        self.booked_epoch = 0  # the scheduler's pause count when the slot was booked
+        self.request: asyncio.Task[TaskInfo] | None = None
+        self.request_deadline: float | None = None  # the request's own timeout stops there
+        # The earliest deadline of the waits, on a timer of its own so that it is kept
+        # in every state. Not while the request is out for deadlines it cuts off itself:
+        # a virtual clock would otherwise jump to them while real I/O is pending.
+        self.deadline_timer: Timer | None = None
+        self.deadline_at = math.inf
 
     @property
     def task_id(self) -> str:
         return self.key[1]
+
+    @property
+    def done(self) -> bool:
+        return self.state is State.ENDED or self.state is State.CLOSED
 
     # --- subscribers -------------------------------------------------------------------
 
@@ -138,17 +162,13 @@ class PollStream:
         if self.latest is not None:
             sub.pending.append(self.latest)  # a late joiner's first observation
         self.subscribers.append(sub)
-        if (
-            deadline is not None
-            and deadline < self.timer_at
-            and self.timer is not None
-            and not self.booked
-        ):
-            self.timer.cancel()
-            self._arm()
+        if deadline is not None and deadline < self.deadline_at:
+            self._arm_deadline()
+        if listener is not None:
+            self._resume()
         return sub
 
-    def unsubscribe(self, sub: Subscriber) -> asyncio.Task[None] | None:
+    def unsubscribe(self, sub: Subscriber) -> asyncio.Task[TaskInfo] | None:
         """``sub`` leaves; the last one to leave closes the stream.
 
         Returns:
@@ -174,7 +194,9 @@ class PollStream:
             raise self.crash
         if self.fatal is not None:
             raise self.fatal
-        if sub.deadline is not None and self._client.clock.monotonic() >= sub.deadline:
+        if sub.expired or (
+            sub.deadline is not None and self._client.clock.monotonic() >= sub.deadline
+        ):
             raise DeadlineReached
         return None
 
@@ -182,6 +204,7 @@ class PollStream:
         """Wait for ``sub``'s next changed observation (as :meth:`take`, but waiting)."""
         while (info := self.take(sub)) is None:
             sub.wakeup = asyncio.get_running_loop().create_future()
+            self._resume()
             try:
                 await sub.wakeup
             finally:
@@ -193,109 +216,163 @@ class PollStream:
         for sub in tuple(self.subscribers):
             sub.wake()
 
+    # --- deadlines ---------------------------------------------------------------------
+
+    def _arm_deadline(self) -> None:
+        if self.deadline_timer is not None:
+            self.deadline_timer.cancel()
+            self.deadline_timer = None
+        self.deadline_at = math.inf
+        if self.done:
+            return
+        cutoff = self.request_deadline if self.state is State.IN_FLIGHT else None
+        upcoming = [
+            sub.deadline
+            for sub in self.subscribers
+            if sub.deadline is not None
+            and not sub.expired
+            and (cutoff is None or sub.deadline < cutoff)
+        ]
+        if upcoming:
+            clock = self._client.clock
+            self.deadline_at = min(upcoming)
+            self.deadline_timer = call_later(
+                clock, self.deadline_at - clock.monotonic(), self._on_deadline
+            )
+
+    def _on_deadline(self) -> None:
+        self.deadline_timer = None
+        self.deadline_at = math.inf
+        self._guarded(self._expire_and_rearm)
+
+    def _expire_and_rearm(self) -> None:
+        now = self._client.clock.monotonic()
+        for sub in tuple(self.subscribers):
+            if sub.deadline is not None and not sub.expired and sub.deadline <= now:
+                sub.expired = True
+                sub.wake()  # it raises DeadlineReached and leaves
+        self._arm_deadline()
+
+    def _earliest_deadline(self, now: float) -> float | None:
+        """The earliest deadline still ahead among the waits."""
+        upcoming = [
+            sub.deadline
+            for sub in self.subscribers
+            if sub.deadline is not None and sub.deadline > now
+        ]
+        return min(upcoming) if upcoming else None
+
     # --- the poll cycle ----------------------------------------------------------------
 
     def start(self, first_poll_at: float | None = None) -> None:
         """Schedule the first poll: now, or at ``first_poll_at``."""
         if first_poll_at is not None:
             self.next_poll_at = first_poll_at
-        self._arm()
+        self._arm_poll()
 
-    def _arm(self) -> None:
-        """Set the timer for what comes next: a poll, a wait's deadline, the stall limit."""
-        if self.closed or self.ended:
+    def _arm_poll(self) -> None:
+        """IDLE: set the timer for the next poll, or the stall limit if sooner."""
+        if self.done:
             return
+        self.state = State.IDLE
         clock = self._client.clock
-        now = clock.monotonic()
-        deadline = self._earliest_deadline(after=now)
-        when = min(self.next_poll_at, self._stall_at(), math.inf if deadline is None else deadline)
-        self.timer_at = when
-        self.timer = call_later(clock, when - now, self._on_timer)
+        when = min(self.next_poll_at, self._stall_at())
+        self.timer = call_later(clock, when - clock.monotonic(), self._on_poll_timer)
 
-    def _on_timer(self) -> None:
+    def _resume(self) -> None:
+        """A wait listens again: send the poll that was due meanwhile."""
+        if self.state is State.PAUSED:
+            self._arm_poll()
+
+    def _on_poll_timer(self) -> None:
         self.timer = None
-        self.timer_at = math.inf
-        if self.closed or self.ended:
-            return
-        try:
-            now = self._client.clock.monotonic()
-            self._expire(now)
-            if self.closed or self._all_expired(now):
-                return  # every wait reached its deadline: they are leaving
-            if now >= self._stall_at():
-                self._fail(self._stalled(now))
-            elif now < self.next_poll_at:
-                self._arm()  # a timer may ring a hair early
-            else:
-                self._book(now)
-        except Exception as error:  # noqa: BLE001 - a bug: the waits must hear of it, not hang
-            self._crashed(error)
+        if self.state is State.IDLE:
+            self._guarded(self._poll_due)
+
+    def _poll_due(self) -> None:
+        now = self._client.clock.monotonic()
+        if now >= self._stall_at():
+            self._fail(self._stalled(now))
+        elif now < self.next_poll_at:
+            self._arm_poll()  # a timer may ring a hair early
+        elif not any(sub.listening for sub in self.subscribers):
+            # Nobody listens (an `async for` consumer busy elsewhere, or one that left the
+            # loop): poll when someone does, rather than for nobody.
+            self.state = State.PAUSED
+        else:
+            self._book(now)
 
     def _book(self, now: float) -> None:
         """Book the next request's slot with the client's scheduler."""
-        try:
-            send_at = self._client._scheduler.reserve(self._earliest_deadline(after=now))
-        except KooDriveError as error:  # no slot before the deadline: like a failed poll
-            self._failed(error)
-            return
+        scheduler = self._client._scheduler
+        self.booked_epoch = scheduler.epoch
+        # Booked even when the slot lies past a wait's deadline: that wait's own timer
+        # ends it on time, and the slot serves the others (or is given back).
+        send_at = scheduler.reserve(None)
         if send_at <= now:
             self._registry.send(self)
-            return
-        self.booked = True
-        self.timer_at = send_at
-        self.timer = call_later(self._client.clock, send_at - now, self._on_slot)
+        else:
+            self.state = State.BOOKED
+            self.timer = call_later(self._client.clock, send_at - now, self._on_slot)
 
     def _on_slot(self) -> None:
         self.timer = None
-        self.timer_at = math.inf
-        self.booked = False
-        if self.closed or self.ended:
-            return
-        try:
-            now = self._client.clock.monotonic()
-            if self._client._scheduler.paused_until > now:
-                # Throttled while this waited for its slot: queue again behind the pause.
-                self._book(now)
-            else:
-                self._registry.send(self)
-        except Exception as error:  # noqa: BLE001 - as in _on_timer
-            self._crashed(error)
+        if self.state is State.BOOKED:
+            self._guarded(self._slot_came)
 
-    async def poll(self) -> None:
-        """Send one ``taskDetail`` request (run as a task by :class:`PollStreams`)."""
-        result: TaskInfo | Exception
-        try:
-            result = await self._client._fetch_task(
+    def _slot_came(self) -> None:
+        now = self._client.clock.monotonic()
+        if self._client._scheduler.paused_until > now:
+            # Throttled while this waited for its slot: queue again behind the pause. The
+            # old slot lay inside the pause and is void.
+            self._book(now)
+        else:
+            self._registry.send(self)
+
+    def send(self) -> None:
+        """Send the request now (called by :class:`PollStreams` within its in-flight cap)."""
+        now = self._client.clock.monotonic()
+        self.state = State.IN_FLIGHT
+        self.request_deadline = self._earliest_deadline(now)
+        self.request = asyncio.get_running_loop().create_task(
+            self._client._fetch_task(
                 self.key[0],
                 self.task_id,
                 self._body,
                 self._secret,
-                deadline=self._earliest_deadline(after=self._client.clock.monotonic()),
+                deadline=self.request_deadline,
                 admitted=True,
-            )
-        except asyncio.CancelledError:
-            if not self.closed:
-                # Cancelled by someone else than this stream (a harness cancelling every
-                # task): poll again rather than leave the waits without a poll to come.
-                self.request = None
-                self.next_poll_at = self._client.clock.monotonic()
-                self._arm()
-            raise
-        except Exception as error:  # noqa: BLE001 - sorted out below, outside the request
-            result = error
-        finally:
-            self.request = None
-            self._registry.request_done()
-        # The request is over: what follows may close the stream (its last wait leaves).
-        try:
-            if isinstance(result, TaskInfo):
-                self._observed(result)
-            elif isinstance(result, KooDriveError):
-                self._failed(result)
+            ),
+            name=f"koodrive-poll-{self.task_id}",
+        )
+        self.request.add_done_callback(self._on_response)
+        self._arm_deadline()  # the request now cuts off the deadlines up to its own
+
+    def _on_response(self, request: asyncio.Task[TaskInfo]) -> None:
+        # A done callback, not code after the await: it runs even for a request
+        # cancelled before it ever started, so the in-flight count never drifts.
+        self._registry.request_done()
+        if self.request is not request:
+            return
+        self.request = None
+        if self.state is State.IN_FLIGHT:
+            self._guarded(lambda: self._answered(request))
+
+    def _answered(self, request: asyncio.Task[TaskInfo]) -> None:
+        if request.cancelled():
+            # Cancelled by someone else than this stream (a harness cancelling every
+            # task): poll again rather than leave the waits without a poll to come.
+            self.next_poll_at = self._client.clock.monotonic()
+            self._arm_poll()
+        else:
+            error = request.exception()
+            if error is None:
+                self._observed(request.result())
+            elif isinstance(error, KooDriveError):
+                self._failed(error)
             else:
-                self._crashed(result)
-        except Exception as error:  # noqa: BLE001 - as in _on_timer
-            self._crashed(error)
+                raise error
+        self._expire_and_rearm()  # deadlines the request cut off have passed by now
 
     def _observed(self, info: TaskInfo) -> None:
         clock = self._client.clock
@@ -303,8 +380,9 @@ class PollStream:
         previous, self.latest = self.latest, info
         now = clock.monotonic()
         if info.is_terminal:
-            self.ended = True
+            self.state = State.ENDED
             self._registry.discard(self)  # later waits on this task start a fresh stream
+            self._stop()
             if self.seen_running_at is not None:
                 self._client.stats.tasks_ended += 1
                 self._client.stats.detection_lag_bound += now - self.seen_running_at
@@ -312,13 +390,13 @@ class PollStream:
             self.seen_running_at = now
             delay = self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
             self.next_poll_at = now + delay
+            self._arm_poll()
         if previous is None or (previous.status, previous.progress) != (info.status, info.progress):
             self.changed_at = now
             logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
             for sub in self.subscribers:
                 sub.pending.append(info)
             self._wake_all()
-        self._arm()
 
     def _failed(self, error: KooDriveError) -> None:
         """A poll failed: retry a transient failure, end the stream on any other."""
@@ -341,25 +419,7 @@ class PollStream:
             error,
             delay,
         )
-        self._arm()
-
-    def _expire(self, now: float) -> None:
-        """Tell the waits whose deadline has passed (each then leaves)."""
-        for sub in tuple(self.subscribers):
-            if sub.deadline is not None and sub.deadline <= now:
-                sub.wake()
-
-    def _earliest_deadline(self, after: float = -math.inf) -> float | None:
-        """The earliest deadline of the waits, among those later than ``after``."""
-        deadlines = [
-            sub.deadline
-            for sub in self.subscribers
-            if sub.deadline is not None and sub.deadline > after
-        ]
-        return min(deadlines) if deadlines else None
-
-    def _all_expired(self, now: float) -> bool:
-        return all(sub.deadline is not None and sub.deadline <= now for sub in self.subscribers)
+        self._arm_poll()
 
     def _stall_at(self) -> float:
         limit = self.policy.stall_timeout
@@ -385,42 +445,47 @@ class PollStream:
 
     # --- ending ------------------------------------------------------------------------
 
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run a step of the cycle from a timer or callback; a bug in it ends the stream."""
+        try:
+            step()
+        except Exception as error:  # the waits must hear of it, not hang
+            logger.exception("task %s: polling stopped by an internal error", self.task_id)
+            self.crash = error
+            self._end()
+
     def _fail(self, error: KooDriveError) -> None:
         """Polling is over for good: every wait gets ``error``."""
         self.fatal = error
         self._end()
-        self._wake_all()
-
-    def _crashed(self, error: Exception) -> None:
-        logger.error("task %s: polling stopped by an internal error", self.task_id, exc_info=error)
-        self.crash = error
-        self._end()
-        self._wake_all()
 
     def _end(self) -> None:
-        self.ended = True
         self._registry.discard(self)
         self._stop()
+        self.state = State.ENDED
+        self._wake_all()
 
-    def close(self) -> asyncio.Task[None] | None:
+    def close(self) -> asyncio.Task[TaskInfo] | None:
         """Nobody waits any more: stop polling.
 
         Returns:
             The request in flight, now cancelled, if there was one.
         """
-        self.closed = True
         self._registry.discard(self)
-        return self._stop()
+        request = self._stop()
+        self.state = State.CLOSED
+        return request
 
-    def _stop(self) -> asyncio.Task[None] | None:
-        """Cancel the timer, give back a booked slot, cancel a request in flight."""
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.booked:
-            self.booked = False
-            self._client._scheduler.refund()
-        request = self.request
+    def _stop(self) -> asyncio.Task[TaskInfo] | None:
+        """Cancel the timers, give back a slot booked and unused, cancel the request."""
+        for timer in (self.timer, self.deadline_timer):
+            if timer is not None:
+                timer.cancel()
+        self.timer = self.deadline_timer = None
+        self.deadline_at = math.inf
+        if self.state is State.BOOKED or self.state is State.QUEUED:
+            self._client._scheduler.refund(self.booked_epoch)
+        request, self.request = self.request, None
         if request is not None and request is not asyncio.current_task():
             request.cancel()
             return request
@@ -477,24 +542,22 @@ class PollStreams:
     def send(self, stream: PollStream) -> None:
         """``stream``'s slot has come: send its request now, or as soon as one ends."""
         if self._in_flight < self._max_in_flight:
-            self._launch(stream)
+            stream.send()
+            self._in_flight += 1  # after: a send that raised left nothing in flight
         else:
+            stream.state = State.QUEUED
             self._queued.append(stream)
-
-    def _launch(self, stream: PollStream) -> None:
-        self._in_flight += 1
-        stream.request = asyncio.get_running_loop().create_task(
-            stream.poll(), name=f"koodrive-poll-{stream.task_id}"
-        )
 
     def request_done(self) -> None:
         self._in_flight -= 1
         while self._queued and self._in_flight < self._max_in_flight:
             stream = self._queued.popleft()
-            if not (stream.closed or stream.ended):
-                self._launch(stream)
+            if stream.state is State.QUEUED:  # else it closed or ended while queued
+                # As when a booked slot comes: behind a pause that began meanwhile, it
+                # books again; otherwise it is sent.
+                stream._guarded(stream._slot_came)
 
-    def close(self, error: KooDriveError) -> list[asyncio.Task[None]]:
+    def close(self, error: KooDriveError) -> list[asyncio.Task[TaskInfo]]:
         """The client closes: every live stream ends with ``error``.
 
         Returns:
@@ -506,4 +569,5 @@ class PollStreams:
             stream._fail(error)
             if request is not None:
                 cancelled.append(request)
+        self._queued.clear()
         return cancelled

@@ -13,7 +13,7 @@ from ._models import ProgressUpdate, TaskInfo, TaskRef, TaskResultCode, TaskStat
 from ._policy import PollPolicy
 from ._redact import redact_url
 from ._resume import WaitState
-from ._streams import DeadlineReached, PollStream, PollStreams, Subscriber
+from ._streams import DeadlineReached, PollStream, PollStreams, State, Subscriber
 from .exceptions import (
     InsecureURLError,
     InvalidArgumentError,
@@ -168,7 +168,7 @@ class TaskWaiter:
         self._leave()
         return error
 
-    def _leave(self) -> asyncio.Task[None] | None:
+    def _leave(self) -> asyncio.Task[TaskInfo] | None:
         """Leave the stream; return the request this cancelled, if any."""
         cancelled = None
         if self._stream is not None and self._sub is not None:
@@ -223,7 +223,7 @@ class TaskWaiter:
             self._listener = None
         listener(self, crash)
 
-    def _unfollow(self) -> asyncio.Task[None] | None:
+    def _unfollow(self) -> asyncio.Task[TaskInfo] | None:
         """Stop push mode (the batch closes); return the request this cancelled, if any."""
         self._listener = None
         return self._leave()
@@ -242,6 +242,11 @@ class TaskWaiter:
             else f"last seen {last.status.name.lower()} at {last.progress} %"
         )
         cause = f"; last error: {last_error}" if last_error is not None else ""
+        if self._stream is not None and self._stream.state in (State.BOOKED, State.QUEUED):
+            cause += (
+                "; the next poll was waiting for a turn under the client's Limits "
+                "(rate, max_in_flight) or a throttling pause"
+            )
         return WaitTimeoutError(
             f"task {self.task_id} did not end within {self.timeout:g} s ({seen}{cause}); "
             "raise the timeout or check the task in KooDrive",
