@@ -122,7 +122,7 @@ class PollStream:
         self._client = client
         self.policy = policy
         share_id, task_id, kdstoken = key
-        self._body = _wire.task_detail_body(share_id, task_id, kdstoken)
+        self._body = _wire.task_detail_json(share_id, task_id, kdstoken)  # sent every poll
         self._secret = (kdstoken,) if kdstoken else ()
         self.subscribers: list[Subscriber] = []
         self.latest: TaskInfo | None = None

@@ -12,10 +12,12 @@ from __future__ import annotations
 import email.utils
 import enum
 import functools
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from json.encoder import encode_basestring
 from typing import Any, TypeVar
 
 import cattrs
@@ -89,13 +91,22 @@ def _parse_timestamp(text: str) -> datetime:
     )
 
 
-def _enum_hook(enum_type: type[_E], *, zero_is_none: bool = False) -> Callable[..., _E | None]:
-    # The wire's usual spellings, looked up directly: 2 and "2" (but never True).
+def _spellings(enum_type: type[_E], *, zero_is_none: bool = False) -> dict[object, _E | None]:
+    """The wire's usual spellings of each member: 2 and "2".
+
+    Only look a value up after checking that its type is exactly int or str: True and
+    1.0 hash like 1 and would otherwise find a member.
+    """
     known: dict[object, _E | None] = {}
     for member in enum_type:
         known[member.value] = known[str(member.value)] = member
     if zero_is_none:
         known[0] = known["0"] = None
+    return known
+
+
+def _enum_hook(enum_type: type[_E], *, zero_is_none: bool = False) -> Callable[..., _E | None]:
+    known = _spellings(enum_type, zero_is_none=zero_is_none)
 
     def structure(value: object, _: object = None) -> _E | None:
         if type(value) in (int, str) and value in known:
@@ -185,6 +196,120 @@ def _build_converter() -> cattrs.Converter:
 converter = _build_converter()
 
 
+# --- the fast path ------------------------------------------------------------------------
+# Every poll parses one answer, and the converter (a hook call and a try block per field,
+# then ``TaskInfo(**res)``) was the client's largest own cost per poll. The common answer,
+# with values of exactly the types the API documents, is built here directly instead; any
+# other value makes the fast path give up (return ``None``) and the converter decides,
+# with its validation and its error messages. ``tests/test_wire.py`` checks that both
+# agree on every input the fast path accepts.
+
+_MISSING: Any = object()
+# The types an enum value may have on the fast path: True and 1.0 hash like 1, but differ.
+_NONE_TYPE = type(None)
+_ENUM_KEY = frozenset({int, str})
+_ENUM_KEY_OR_NONE = frozenset({int, str, _NONE_TYPE})
+_TASK_STATUS = _spellings(TaskStatus)
+_FILE_STATUS = _spellings(FileStatus)
+# Optional fields: absent or null is None, as the converter has it.
+_TASK_TYPE = {**_spellings(TaskType), None: None}
+_RESULT_CODE = {**_spellings(TaskResultCode, zero_is_none=True), None: None}
+
+
+def _fast_time(value: object) -> datetime | None:
+    """A ``yyyyMMddHHmmss`` string as the converter reads it, or ``_MISSING``."""
+    if value is None or value in ("", "0"):
+        return None
+    if type(value) is not str:
+        return _MISSING  # type: ignore[no-any-return]  # 0, numbers: the converter decides
+    try:
+        return _parse_timestamp(value)
+    except ValueError:
+        return _MISSING  # type: ignore[no-any-return]
+
+
+def _fast_files(value: list[Any]) -> tuple[FileResult, ...] | None:
+    """``taskInfos`` as a list of well-formed file objects, or ``None``."""
+    files = []
+    for item in value:
+        if type(item) is not dict:
+            return None
+        get = item.get
+        file_id, status = get("fileId"), get("status")
+        new_file_id, container_id = get("newFileId"), get("srcContainerId")
+        if not (
+            type(file_id) is str
+            and type(status) in _ENUM_KEY
+            and status in _FILE_STATUS
+            and type(new_file_id) in (str, _NONE_TYPE)
+            and type(container_id) in (str, _NONE_TYPE)
+        ):
+            return None
+        files.append(
+            FileResult(file_id, _FILE_STATUS[status], new_file_id or None, container_id or None)  # type: ignore[arg-type]
+        )
+    return tuple(files)
+
+
+def _fast_task_info(fields: dict[str, Any]) -> TaskInfo | None:
+    """``fields`` as a ``TaskInfo`` if every value is of the common kind, else ``None``.
+
+    Whenever it returns a ``TaskInfo``, it is the one ``converter.structure(fields,
+    TaskInfo)`` returns. Written out field by field, without a helper call per field:
+    this runs for every poll.
+    """
+    get = fields.get
+    task_id, status, progress = get("taskId"), get("taskStatus"), get("progress", 0)
+    task_type, result_code = get("taskType"), get("taskResultCode")
+    content_result_code, download_url, user_id = (
+        get("resultCode"),
+        get("downloadUrl"),
+        get("userId"),
+    )
+    if not (
+        type(task_id) is str
+        and type(status) in _ENUM_KEY
+        and status in _TASK_STATUS
+        and type(progress) is int
+        and 0 <= progress <= 100
+        and type(task_type) in _ENUM_KEY_OR_NONE
+        and task_type in _TASK_TYPE
+        and type(result_code) in _ENUM_KEY_OR_NONE
+        and result_code in _RESULT_CODE
+        and type(content_result_code) in (int, _NONE_TYPE)
+        and type(download_url) in (str, _NONE_TYPE)
+        and type(user_id) in (str, _NONE_TYPE)
+    ):
+        return None
+    created_at = _fast_time(get("createTime"))
+    started_at = _fast_time(get("startTime"))
+    ended_at = _fast_time(get("endTime"))
+    raw_files = get("taskInfos")
+    if raw_files is None:
+        files: tuple[FileResult, ...] | None = ()
+    elif type(raw_files) is list:
+        files = _fast_files(raw_files)
+    else:
+        return None  # one object instead of a list: the converter's case
+    if files is None or created_at is _MISSING or started_at is _MISSING or ended_at is _MISSING:
+        return None
+    # Positional, in TaskInfo's field order (the equivalence tests would catch a change).
+    return TaskInfo(
+        task_id,
+        _TASK_STATUS[status],  # type: ignore[arg-type]
+        progress,
+        _TASK_TYPE[task_type],
+        _RESULT_CODE[result_code],
+        content_result_code,
+        created_at,
+        started_at,
+        ended_at,
+        download_url or None,
+        user_id or None,
+        files,
+    )
+
+
 def _describe(error: Exception) -> str:
     if isinstance(error, cattrs.BaseValidationError):
         return "; ".join(cattrs.transform_error(error, path="$"))
@@ -207,7 +332,8 @@ def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
         ProtocolError: If the body has neither shape, a value has the wrong type,
             or it describes another task.
     """
-    if not isinstance(payload, Mapping):
+    # `type(...) is dict` first: a decoded answer is one, and the ABC check costs more.
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         raise exc.ProtocolError(f"expected a JSON object, got {type(payload).__name__}")
     envelope = payload.get("taskInfo")
     if envelope is None:
@@ -220,7 +346,7 @@ def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
                 envelope = {k: v for k, v in envelope.items() if k != "taskType"}
                 if "startTime" not in envelope and "beginTime" in envelope:
                     envelope["startTime"] = envelope["beginTime"]
-    if not isinstance(envelope, Mapping):
+    if type(envelope) is not dict and not isinstance(envelope, Mapping):
         raise exc.ProtocolError(
             "task detail has neither 'taskInfo' (older shape) nor 'jobInfo' (current shape)"
         )
@@ -231,14 +357,21 @@ def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
         fields["taskStatus"] = fields["status"]
     if "taskInfos" in payload:
         fields["taskInfos"] = payload["taskInfos"]
-    try:
-        info = converter.structure(fields, TaskInfo)
-    except Exception as error:  # noqa: BLE001 - cattrs raises several types; all mean "wrong shape"
-        raise exc.ProtocolError(f"task detail does not match the API: {_describe(error)}") from None
+    info = _fast_task_info(fields)
+    if info is None:
+        info = _structure_task_info(fields)
     if info.task_id != task_id:
         # The other id is not quoted: this layer cannot tell an echoed secret from an id.
         raise exc.ProtocolError(f"asked for task {task_id!r}, the answer describes another task")
     return info
+
+
+def _structure_task_info(fields: dict[str, Any]) -> TaskInfo:
+    """The full, validated conversion; every unusual answer ends up here."""
+    try:
+        return converter.structure(fields, TaskInfo)
+    except Exception as error:  # noqa: BLE001 - cattrs raises several types; all mean "wrong shape"
+        raise exc.ProtocolError(f"task detail does not match the API: {_describe(error)}") from None
 
 
 def parse_created_task_id(payload: object) -> str:
@@ -289,6 +422,28 @@ def task_detail_body(share_id: str, task_id: str, kdstoken: str | None) -> dict[
     if kdstoken is not None:
         body["kdstoken"] = kdstoken
     return body
+
+
+# json.dumps builds a new JSONEncoder on every call when given separators; one is enough.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# What that encoder itself uses for a str (ensure_ascii=False): quotes and escapes it.
+_quote = encode_basestring
+
+
+def encode_body(body: Mapping[str, object]) -> bytes:
+    """``body`` as compact UTF-8 JSON, non-ASCII characters kept as they are."""
+    return _ENCODER.encode(body).encode()
+
+
+def task_detail_json(share_id: str, task_id: str, kdstoken: str | None) -> bytes:
+    """``encode_body(task_detail_body(...))``, the same bytes, built without the encoder.
+
+    Sent on every poll; the general encoder costs several times more for three strings.
+    """
+    text = '{"taskId":' + _quote(task_id) + ',"shareId":' + _quote(share_id)
+    if kdstoken is not None:
+        text += ',"kdstoken":' + _quote(kdstoken)
+    return (text + "}").encode()
 
 
 # --- errors -----------------------------------------------------------------------------

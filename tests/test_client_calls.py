@@ -17,6 +17,7 @@ from koodrive_tasks import (
     InvalidArgumentError,
     KooDriveClient,
     KooDriveError,
+    MalformedResponseError,
     ProtocolError,
     RateLimitedError,
     RequestTimeoutError,
@@ -489,6 +490,37 @@ async def test_fresh_trace_id_per_request(mock: MockKooDrive, client: KooDriveCl
     traces = [h["X-Traceid"] for h in sent_headers(mock, DETAIL)]
     assert len(set(traces)) == 5
     assert all(len(t) == 58 and t.isascii() and t.isalnum() for t in traces)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"])
+async def test_answer_decoded_like_json_loads(
+    mock: MockKooDrive, client: KooDriveClient, encoding: str
+) -> None:
+    """The UTF-8 shortcut in decoding changes nothing: a BOM or UTF-16/32 still parses."""
+    mock.detail(body=json.dumps(shape_b(1, 70, userId="ü")).encode(encoding))
+    info = await client.get_share_task("s1", "t1")
+    assert info.progress == 70
+    assert info.user_id == "ü"
+
+
+async def test_invalid_utf8_answer_is_malformed(mock: MockKooDrive, client: KooDriveClient) -> None:
+    """Bytes that are not UTF-8 are a MalformedResponseError, as json.loads would have it."""
+    mock.detail(
+        body=b'{"code":0,"jobInfo":{"taskId":"t1","taskStatus":1,"userId":"\xff"}}', repeat=True
+    )
+    with pytest.raises(MalformedResponseError, match="not JSON"):
+        await client.get_share_task("s1", "t1")
+
+
+async def test_poll_body_bytes_match_the_general_encoding(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
+    """get_share_task sends its pre-encoded body: the very bytes json.dumps gives."""
+    mock.detail(payload=shape_a(1, task_id='t"1\\'), repeat=True)
+    await client.get_share_task("s\u00e9\n", 't"1\\', kdstoken="k\u2028")
+    raw = mock.requests_to(DETAIL)[0].kwargs["data"]
+    body = {"taskId": 't"1\\', "shareId": "s\u00e9\n", "kdstoken": "k\u2028"}
+    assert raw == json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 async def test_repr_shows_base_url(clock: VirtualClock) -> None:
