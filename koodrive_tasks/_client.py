@@ -25,6 +25,7 @@ from ._redact import REDACTED
 from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook
 from ._streams import PollStreams
 from ._waiter import TaskWaiter
+from ._wire import SHARE_TASKS_PATH, TASK_DETAIL_PATH, task_parser
 from .exceptions import (
     ClockSkewError,
     ConnectError,
@@ -40,8 +41,6 @@ from .exceptions import (
 logger = logging.getLogger("koodrive_tasks")
 _T = TypeVar("_T")
 
-SHARE_TASKS_PATH = "/koodrive/ose/v1/share/tasks"
-TASK_DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 """A task detail is a few KB; a 1000-file ``taskInfos`` list stays far below 1 MiB."""
@@ -216,16 +215,18 @@ class KooDriveClient:
         kdstoken = kdstoken or None
         body = _wire.task_detail_json(share_id, task_id, kdstoken)
         secret = (kdstoken,) if kdstoken else ()
+        operation = f"query task {task_id}"
+        parse = task_parser(task_id)
         try:
             # The first attempt goes straight: most calls need no retry, and
             # _with_retries' closures and frame cost about 1 % of a poll's CPU.
-            return await self._fetch_task(share_id, task_id, body, secret, deadline=None)
+            return await self._post(TASK_DETAIL_PATH, body, secret, operation, parse)
         except KooDriveError as error:
             if not error.retryable or self._attempts == 1:
                 raise
             failure = error
         return await self._with_retries(
-            lambda: self._fetch_task(share_id, task_id, body, secret, deadline=None),
+            lambda: self._post(TASK_DETAIL_PATH, body, secret, operation, parse),
             task_id=task_id,
             may_retry=lambda error: error.retryable,
             failed=failure,
@@ -498,27 +499,6 @@ class KooDriveClient:
 
     # --- the request path ----------------------------------------------------------------
 
-    async def _fetch_task(
-        self,
-        share_id: str,
-        task_id: str,
-        body: Mapping[str, object] | bytes,
-        secret: tuple[str, ...],
-        *,
-        deadline: float | None,
-        admitted: bool = False,
-    ) -> TaskInfo:
-        """One ``taskDetail`` request, parsed; no retries beyond one auth refresh."""
-        return await self._post(
-            TASK_DETAIL_PATH,
-            body,
-            secret,
-            f"query task {task_id}",
-            lambda payload: _wire.parse_task_detail(payload, task_id=task_id),
-            deadline=deadline,
-            admitted=admitted,
-        )
-
     async def _post(
         self,
         path: str,
@@ -546,43 +526,33 @@ class KooDriveClient:
         if url is None:
             url = self._urls[path] = self._base.with_path(self._base_path + path)
         data = body if isinstance(body, bytes) else _wire.encode_body(body)
-        stats = self.stats
         for refreshed in (False, True):
             trace_id = new_trace_id()
             status: int | None = None
-            if refreshed or not admitted:
-                await self._scheduler.admit(deadline)
             started = self.clock.monotonic()
+            if (refreshed or not admitted) and not self._scheduler.admit_now(deadline, started):
+                await self._scheduler.admit(deadline)
+                started = self.clock.monotonic()
             timeout = self._request_timeout
             if deadline is not None and deadline - started < timeout:
                 timeout = max(0.001, deadline - started)
             try:
-                # acquire/release rather than `async with`: the context manager adds two
-                # coroutines per request around the same two calls.
-                await self._scheduler.slots.acquire()
+                if not self._scheduler.enter_now():
+                    await self._scheduler.enter()
                 try:
-                    now = self.clock.now()
-                    auth_headers = await self._auth.headers("POST", url, data, now)
+                    auth_headers = await self._auth.headers("POST", url, data, self.clock.now)
                     headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}
-                    stats.requests += 1
-                    stats.polls += path == TASK_DETAIL_PATH
-                    stats.in_flight += 1
-                    try:
-                        status, raw, response_headers = await self._send(
-                            session, url, data, headers, timeout, trace_id, operation
-                        )
-                    finally:
-                        stats.in_flight -= 1
+                    status, raw, response_headers = await self._send(
+                        session, url, data, headers, timeout, trace_id, operation, path
+                    )
                 finally:
-                    self._scheduler.slots.release()
+                    self._scheduler.leave()
                 if status == 401 and not refreshed and await self._auth.refresh(auth_headers):
                     logger.info(
                         "%s: credentials rejected, retrying once with refreshed ones", operation
                     )
                     continue
-                payload = self._decode(
-                    status, raw, response_headers, trace_id, operation, secret, now
-                )
+                payload = self._decode(status, raw, response_headers, trace_id, operation, secret)
                 failure: ProtocolError | None = None
                 try:
                     result = parse(payload)
@@ -652,14 +622,23 @@ class KooDriveClient:
         timeout: float,
         trace_id: str,
         operation: str,
+        path: str,
     ) -> tuple[int, bytes, Mapping[str, str]]:
+        stats = self.stats
+        stats.requests += 1
+        stats.polls += path == TASK_DETAIL_PATH
+        stats.in_flight += 1
         try:
             async with session.post(
                 url,
                 data=data,
                 headers=headers,
                 allow_redirects=False,  # never carry credentials to wherever a redirect points
-                timeout=self._timeouts(timeout),
+                timeout=(
+                    self._default_timeout
+                    if timeout == self._request_timeout
+                    else aiohttp.ClientTimeout(total=timeout)
+                ),
             ) as response:
                 length = response.content_length
                 if length is not None and length <= self._max_response_bytes:
@@ -686,11 +665,8 @@ class KooDriveClient:
                 f"{operation}: the connection failed ({type(error).__name__}, trace id {trace_id})",
                 trace_id=trace_id,
             ) from None
-
-    def _timeouts(self, seconds: float) -> aiohttp.ClientTimeout:
-        if seconds == self._request_timeout:
-            return self._default_timeout
-        return aiohttp.ClientTimeout(total=seconds)
+        finally:
+            stats.in_flight -= 1
 
     async def _read_capped(
         self, response: aiohttp.ClientResponse, trace_id: str, operation: str
@@ -729,7 +705,6 @@ class KooDriveClient:
         trace_id: str,
         operation: str,
         secret: tuple[str, ...],
-        sent_at: datetime,
     ) -> object:
         payload: Any
         try:
@@ -779,7 +754,8 @@ class KooDriveClient:
             redact=lambda text: self._redact(text, secret),
         )
         if status == 401 and self._auth.clock_sensitive and not isinstance(error, ClockSkewError):
-            skew = _clock_skew(headers.get("Date"), sent_at)
+            # Now rather than when signed: the round trip is nothing against 15 minutes.
+            skew = _clock_skew(headers.get("Date"), self.clock.now())
             if skew is not None and abs(skew) > _X_DATE_WINDOW:
                 error = ClockSkewError(
                     f"{error}; this machine's clock is {abs(skew):.0f} s "

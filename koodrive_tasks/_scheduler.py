@@ -12,7 +12,7 @@ import asyncio
 import logging
 import math
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 
 import attrs
@@ -122,8 +122,11 @@ class RequestScheduler:
         self.limits = limits
         self._clock = clock
         self._rand = rand
-        self.slots = asyncio.Semaphore(limits.max_in_flight)
-        """Held by every request in flight (``max_in_flight`` of them)."""
+        self.in_flight = 0
+        """Requests holding one of the ``max_in_flight`` places."""
+        # Not an asyncio.Semaphore: its acquire() is a coroutine and walks its waiters
+        # even when a place is free, on every request.
+        self._entering: deque[asyncio.Future[None]] = deque()
         self._interval = 0.0 if limits.rate is None else 1.0 / limits.rate
         self._tolerance = (limits.burst - 1) * self._interval
         self._tat = -math.inf  # GCRA: the theoretical arrival time of the next request
@@ -131,6 +134,38 @@ class RequestScheduler:
         self._pause_length = 0.0
         self.epoch = 0
         """Pauses started so far: a slot booked before the latest pause is void."""
+
+    def enter_now(self) -> bool:
+        """Take a place among the ``max_in_flight`` if one is free and nobody queues for it."""
+        if self.in_flight < self.limits.max_in_flight and not self._entering:
+            self.in_flight += 1
+            return True
+        return False
+
+    async def enter(self) -> None:
+        """Take a place among the ``max_in_flight``, queueing first come first served."""
+        if self.enter_now():
+            return
+        place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._entering.append(place)
+        try:
+            await place  # leave() hands its place over: in_flight already counts it
+        except BaseException:
+            if place.done() and not place.cancelled():
+                self.leave()  # handed a place, then cancelled: pass it on
+            elif place in self._entering:
+                self._entering.remove(place)
+            raise
+
+    def leave(self) -> None:
+        """Give a place back, to the first still queueing."""
+        self.in_flight -= 1
+        while self._entering:
+            place = self._entering.popleft()
+            if not place.done():
+                self.in_flight += 1
+                place.set_result(None)
+                return
 
     def reserve(self, deadline: float | None) -> float:
         """Book the earliest moment a request may be sent: after any pause, within the rate.
@@ -159,6 +194,22 @@ class RequestScheduler:
         elif deadline is not None and start > deadline:
             raise self._no_time(start - now)
         return start
+
+    def admit_now(self, deadline: float | None, now: float) -> bool:
+        """Take a slot if one is free at ``now`` (no pause, within the rate), without a coroutine.
+
+        Returns:
+            False, having taken nothing, when the request would have to wait: then
+            :meth:`admit` queues it (or says there is no time before ``deadline``).
+        """
+        if self.paused_until > now or (deadline is not None and now > deadline):
+            return False
+        if self._interval:
+            tat = max(self._tat, now)
+            if tat - self._tolerance > now:
+                return False
+            self._tat = tat + self._interval
+        return True
 
     def refund(self, epoch: int) -> None:
         """Give back a slot booked by :meth:`reserve` (at ``epoch``) and not used.

@@ -25,6 +25,7 @@ from . import _wire
 from ._clock import Timer, call_later
 from ._models import TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
+from ._wire import TASK_DETAIL_PATH, task_parser
 from .exceptions import KooDriveError, TaskStalledError
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class PollStream:
     __slots__ = (
         "_body",
         "_client",
+        "_operation",
+        "_parse",
         "_registry",
         "_secret",
         "booked_epoch",
@@ -124,6 +127,8 @@ class PollStream:
         share_id, task_id, kdstoken = key
         self._body = _wire.task_detail_json(share_id, task_id, kdstoken)  # sent every poll
         self._secret = (kdstoken,) if kdstoken else ()
+        self._operation = f"query task {task_id}"
+        self._parse = task_parser(task_id)
         self.subscribers: list[Subscriber] = []
         self.latest: TaskInfo | None = None
         self.last_error: KooDriveError | None = None
@@ -335,11 +340,12 @@ class PollStream:
         self.state = State.IN_FLIGHT
         self.request_deadline = self._earliest_deadline(now)
         self.request = asyncio.get_running_loop().create_task(
-            self._client._fetch_task(
-                self.key[0],
-                self.task_id,
+            self._client._post(
+                TASK_DETAIL_PATH,
                 self._body,
                 self._secret,
+                self._operation,
+                self._parse,
                 deadline=self.request_deadline,
                 admitted=True,
             ),

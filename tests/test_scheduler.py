@@ -238,3 +238,31 @@ async def test_cancelled_queued_requests_give_their_rate_slots_back(
         start = clock.monotonic()
         await kd.wait_for_task("s", "fresh")
         assert clock.monotonic() - start <= 2
+
+
+async def test_in_flight_places_are_first_come_first_served_and_survive_cancellation() -> None:
+    """A waiter cancelled in the queue leaves it; one cancelled after being handed a place passes it on."""
+    from koodrive_tasks._scheduler import RequestScheduler
+
+    scheduler = RequestScheduler(Limits(max_in_flight=1, rate=None), VirtualClock())
+    assert scheduler.enter_now()
+    assert not scheduler.enter_now()
+    order: list[str] = []
+
+    async def enter(name: str) -> None:
+        await scheduler.enter()
+        order.append(name)
+
+    first, second, third = (asyncio.ensure_future(enter(n)) for n in ("a", "b", "c"))
+    await asyncio.sleep(0)
+    first.cancel()  # cancelled while queued
+    await asyncio.sleep(0)
+    scheduler.leave()  # the place goes to "b" ...
+    second.cancel()  # ... which is cancelled before it runs: "c" must get the place
+    await asyncio.gather(first, second, return_exceptions=True)
+    await third
+    assert order == ["c"]
+    assert scheduler.in_flight == 1
+    scheduler.leave()
+    assert scheduler.in_flight == 0
+    assert scheduler.enter_now()

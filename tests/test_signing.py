@@ -324,7 +324,7 @@ async def test_headers_and_secrets_protocol() -> None:
     """headers() signs like sign(); refresh() declines; secrets() names the app secret."""
     auth = signer()
     url = URL("https://kd.example.com/x")
-    assert await auth.headers("POST", url, b"{}", NOW) == auth.sign("POST", url, b"{}", NOW)
+    assert await auth.headers("POST", url, b"{}", lambda: NOW) == auth.sign("POST", url, b"{}", NOW)
     assert await auth.refresh({}) is False
     assert auth.secrets() == (APP_SECRET,)
     assert auth.clock_sensitive is True
