@@ -66,7 +66,9 @@ async def kd_provider(clock: VirtualClock, provider: Provider) -> AsyncIterator[
 async def test_static_token_header() -> None:
     """A string token gives `Authorization: Bearer {token}`."""
     auth = BearerToken(TOKEN)
-    assert await auth.headers("POST", URL(DETAIL), b"", lambda: NOW) == {"Authorization": f"Bearer {TOKEN}"}
+    assert await auth.headers("POST", URL(DETAIL), b"", lambda: NOW) == {
+        "Authorization": f"Bearer {TOKEN}"
+    }
     assert auth.clock_sensitive is False
     assert auth.secrets() == (TOKEN,)
 

@@ -74,9 +74,13 @@ async def test_package_task_end_to_end(emu: Emulator, clock: VirtualClock) -> No
 async def test_both_shapes_end_to_end(shape: str, clock: VirtualClock) -> None:
     """Either documented response shape yields the same outcome."""
     async with Emulator(
-        clock=clock.monotonic, wall_clock=clock.now, shape=shape  # type: ignore[arg-type]
+        clock=clock.monotonic,
+        wall_clock=clock.now,
+        shape=shape,  # type: ignore[arg-type]
     ) as emu:
-        task_id = emu.add_task(TaskScript(duration_s=60, outcome=Outcome.PARTIALLY_FAILED), file_ids=["x", "y"])
+        task_id = emu.add_task(
+            TaskScript(duration_s=60, outcome=Outcome.PARTIALLY_FAILED), file_ids=["x", "y"]
+        )
         async with connect(emu, clock) as kd:
             info = await kd.wait_for_task("share-1", task_id).final_info()
     assert info.status is TaskStatus.COMPLETED
@@ -131,7 +135,9 @@ async def test_slow_response_times_out_and_is_retried(emu: Emulator, clock: Virt
     async with connect(emu, clock, request_timeout=0.1) as kd:
         waiter = kd.wait_for_task("share-1", task_id)
         with pytest.raises(RequestTimeoutError):
-            await kd.get_share_task("share-1", emu.add_task(TaskScript(faults=(Fault.slow(0.5),) * 4)))
+            await kd.get_share_task(
+                "share-1", emu.add_task(TaskScript(faults=(Fault.slow(0.5),) * 4))
+            )
         assert await waiter
 
 
@@ -179,7 +185,9 @@ async def test_clock_skew_is_reported_as_such(emu: Emulator) -> None:
                 await kd.get_share_task("share-1", task_id)
 
 
-async def test_bad_token_is_rejected_and_provider_refresh_recovers(emu: Emulator, clock: VirtualClock) -> None:
+async def test_bad_token_is_rejected_and_provider_refresh_recovers(
+    emu: Emulator, clock: VirtualClock
+) -> None:
     """An expired token is replaced once through the provider and the request succeeds."""
     tokens = iter(["stale-token", emu.token])
     calls = 0
