@@ -752,7 +752,7 @@ def assert_same_outcome(payload: object, task_id: str = "t1") -> None:
         assert_identical(fast, full)
 
 
-@settings(max_examples=1000)
+@settings(max_examples=300)
 @given(
     st.fixed_dictionaries(
         {"taskId": st.text(max_size=5) | st.integers() | ODD_VALUES},
@@ -769,7 +769,7 @@ def test_fast_path_builds_what_the_converter_builds(fields: dict[str, Any]) -> N
         assert_identical(fast, structured(fields))
 
 
-@settings(max_examples=1000)
+@settings(max_examples=300)
 @given(
     st.sampled_from([shape_a, shape_b]),
     st.sampled_from([*TASK_FIELDS, "fileId", "fileStatus", "newFileId", "srcContainerId"]),
