@@ -788,3 +788,5 @@ def _require_ids(**ids: object) -> None:
     for name, value in ids.items():
         if not isinstance(value, str) or not value.strip():
             raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
+        if not value.isascii():
+            _wire.encode_body({name: value})  # a lone surrogate: InvalidArgumentError now

@@ -446,8 +446,23 @@ _quote = encode_basestring
 
 
 def encode_body(body: Mapping[str, object]) -> bytes:
-    """``body`` as compact UTF-8 JSON, non-ASCII characters kept as they are."""
-    return _ENCODER.encode(body).encode()
+    """``body`` as compact UTF-8 JSON, non-ASCII characters kept as they are.
+
+    Raises:
+        InvalidArgumentError: A string holds a lone surrogate (no UTF-8 for it).
+    """
+    return _utf8(_ENCODER.encode(body))
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # The text may hold a kdstoken: say what is wrong, not where.
+        raise exc.InvalidArgumentError(
+            "a request value is not valid text: it holds a lone surrogate (\\ud800-\\udfff), "
+            "which has no UTF-8 encoding"
+        ) from None
 
 
 def task_detail_json(share_id: str, task_id: str, kdstoken: str | None) -> bytes:
@@ -458,7 +473,7 @@ def task_detail_json(share_id: str, task_id: str, kdstoken: str | None) -> bytes
     text = '{"taskId":' + _quote(task_id) + ',"shareId":' + _quote(share_id)
     if kdstoken is not None:
         text += ',"kdstoken":' + _quote(kdstoken)
-    return (text + "}").encode()
+    return _utf8(text + "}")
 
 
 # --- errors -----------------------------------------------------------------------------

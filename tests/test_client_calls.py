@@ -529,3 +529,19 @@ async def test_repr_shows_base_url(clock: VirtualClock) -> None:
     assert "kd.example.com/gw" in repr(kd)
     assert TOKEN not in repr(kd)
     await kd.close()
+
+
+async def test_text_with_a_lone_surrogate_is_an_invalid_argument(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
+    """A lone surrogate has no UTF-8: a typed error before any request, never UnicodeEncodeError."""
+    with pytest.raises(InvalidArgumentError, match="lone surrogate"):
+        await client.get_share_task("s1", "t\udc00")
+    with pytest.raises(InvalidArgumentError, match="lone surrogate"):
+        client.wait_for_task("s\ud800", "t1")
+    with pytest.raises(InvalidArgumentError, match="lone surrogate") as caught:
+        await client.get_share_task("s1", "t1", kdstoken="kds-\udfff-secret")
+    assert "kds-" not in str(caught.value)
+    with pytest.raises(InvalidArgumentError, match="lone surrogate"):
+        await client.create_share_task("s1", ["f\ud800"], container_id="c1", zip_name="a.zip")
+    assert not mock.requests
