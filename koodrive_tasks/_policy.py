@@ -395,8 +395,15 @@ class PollPlan:
         if processing:
             if not self.samples:
                 self.started_after = self.pending_at
-            if not self.samples or self.samples[-1].progress != progress:
-                self.samples.append(ProgressSample(now, progress))
+            samples = self.samples
+            if samples and progress < samples[-1].progress:
+                # Progress went back (a restart, or noise): the values above it are void.
+                # Kept rising, the list holds at most 101 samples however long the wait.
+                del samples[next(i for i, s in enumerate(samples) if s.progress >= progress) :]
+                if not samples:
+                    self.started_after = None  # started again: the old start says nothing
+            if not samples or samples[-1].progress != progress:
+                samples.append(ProgressSample(now, progress))
         elif not self.samples:
             self.pending_at = now
         return self.policy.next_delay(
