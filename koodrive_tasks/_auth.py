@@ -56,8 +56,7 @@ class BearerToken:
 
     def __init__(self, token: str | TokenProvider) -> None:
         if isinstance(token, str):
-            if not token.strip():
-                raise InvalidArgumentError("the access token is empty")
+            _check_token(token)
             self._token: str | None = token
             self._provider: TokenProvider | None = None
         elif callable(token):
@@ -81,8 +80,9 @@ class BearerToken:
     async def _fetch(self) -> str:
         assert self._provider is not None  # noqa: S101 - only called with a provider
         token = await self._provider()
-        if not isinstance(token, str) or not token.strip():
-            raise InvalidArgumentError("the token provider returned an empty or non-string token")
+        if not isinstance(token, str):
+            raise InvalidArgumentError("the token provider returned a non-string token")
+        _check_token(token, "the token provider returned a token that ")
         self._seen.append(token)
         del self._seen[:-4]  # remember the last few for redaction, not every token ever
         return token
@@ -134,6 +134,9 @@ class AppSignature:
         for name, value in (("app_id", app_id), ("app_secret", app_secret), ("user_id", user_id)):
             if not isinstance(value, str) or not value.strip():
                 raise InvalidArgumentError(f"{name} must be a non-empty string")
+            if not value.isascii() and not _is_utf8(value):
+                # Never quoted: it may be the secret.
+                raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")
         self.app_id = app_id
         self.user_id = user_id
         self._secret = app_secret
@@ -173,3 +176,24 @@ class AppSignature:
     def secrets(self) -> tuple[str, ...]:
         """The app secret."""
         return (self._secret,)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_token(token: str, prefix: str = "the access token ") -> None:
+    """Refuse a token no HTTP header can carry, without quoting it."""
+    if not token.strip():
+        raise InvalidArgumentError(f"{prefix}is empty")
+    if any(ord(char) < 32 or ord(char) == 127 for char in token):
+        raise InvalidArgumentError(
+            f"{prefix}holds a control character (a trailing newline from a file?): "
+            "no HTTP header can carry it"
+        )
+    if not token.isascii() and not _is_utf8(token):
+        raise InvalidArgumentError(f"{prefix}is not valid text (a lone surrogate)")
