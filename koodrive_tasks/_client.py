@@ -367,9 +367,10 @@ class KooDriveClient:
             policy: Polling policy; by default the client's.
 
         Raises:
-            InvalidArgumentError: If an id or the timeout is invalid.
+            InvalidArgumentError: If an id, the kdstoken or the timeout is invalid.
         """
         _require_ids(share_id=share_id, task_id=task_id)
+        _wire.task_detail_json(share_id, task_id, kdstoken or None)  # a kdstoken it can send
         return TaskWaiter(
             self,
             self._streams,
@@ -538,7 +539,10 @@ class KooDriveClient:
                 timeout = max(0.001, deadline - started)
             try:
                 if not self._scheduler.enter_now():
-                    await self._scheduler.enter()
+                    await self._scheduler.enter(deadline)
+                    started = self.clock.monotonic()
+                    if deadline is not None and deadline - started < timeout:
+                        timeout = max(0.001, deadline - started)
                 try:
                     auth_headers = await self._auth.headers("POST", url, data, self.clock.now)
                     headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}

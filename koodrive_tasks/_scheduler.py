@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import attrs
 
-from ._clock import Clock
+from ._clock import Clock, call_later
 from ._policy import Random
 from ._validate import at_least_one, fraction, positive_or_none
 from .exceptions import RequestTimeoutError
@@ -142,20 +142,35 @@ class RequestScheduler:
             return True
         return False
 
-    async def enter(self) -> None:
-        """Take a place among the ``max_in_flight``, queueing first come first served."""
+    async def enter(self, deadline: float | None = None) -> None:
+        """Take a place among the ``max_in_flight``, queueing first come first served.
+
+        Raises:
+            RequestTimeoutError: If no place came free before ``deadline``.
+        """
         if self.enter_now():
             return
         place: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._entering.append(place)
+        timer = None
+        if deadline is not None:
+
+            def give_up() -> None:
+                if not place.done():
+                    place.set_exception(self._no_place())
+
+            timer = call_later(self._clock, deadline - self._clock.monotonic(), give_up)
         try:
             await place  # leave() hands its place over: in_flight already counts it
         except BaseException:
-            if place.done() and not place.cancelled():
+            if place.done() and not place.cancelled() and place.exception() is None:
                 self.leave()  # handed a place, then cancelled: pass it on
             elif place in self._entering:
                 self._entering.remove(place)
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
     def leave(self) -> None:
         """Give a place back, to the first still queueing."""
@@ -241,6 +256,12 @@ class RequestScheduler:
             # behind the pause. Its old slot lay inside the pause and is simply void.
             if self.paused_until <= self._clock.monotonic():
                 return
+
+    def _no_place(self) -> RequestTimeoutError:
+        return RequestTimeoutError(
+            f"no request can be sent before the deadline: all {self.limits.max_in_flight} "
+            "places for requests in flight stayed taken (Limits.max_in_flight)"
+        )
 
     @staticmethod
     def _no_time(wait: float) -> RequestTimeoutError:

@@ -80,7 +80,6 @@ def _timestamp(value: object, _: object = None) -> datetime | None:
 
 
 @functools.lru_cache(maxsize=4096)
-@functools.lru_cache(maxsize=4096)
 def _parse_timestamp(text: str) -> datetime:
     # createTime and startTime repeat on every poll of a task: a cache hit costs a tenth
     # of the parse. datetimes are immutable, so sharing them is safe. Slicing is 5x
@@ -469,7 +468,12 @@ def task_detail_json(share_id: str, task_id: str, kdstoken: str | None) -> bytes
     """``encode_body(task_detail_body(...))``, the same bytes, built without the encoder.
 
     Sent on every poll; the general encoder costs several times more for three strings.
+
+    Raises:
+        InvalidArgumentError: A value is not a string, or not valid text.
     """
+    if type(kdstoken) not in (str, type(None)):
+        raise exc.InvalidArgumentError(f"kdstoken must be a string, not {type(kdstoken).__name__}")
     text = '{"taskId":' + _quote(task_id) + ',"shareId":' + _quote(share_id)
     if kdstoken is not None:
         text += ',"kdstoken":' + _quote(kdstoken)
