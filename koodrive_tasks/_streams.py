@@ -255,7 +255,13 @@ class PollStream:
         for sub in tuple(self.subscribers):
             if sub.deadline is not None and not sub.expired and sub.deadline <= now:
                 sub.expired = True
-                sub.wake()  # it raises DeadlineReached and leaves
+                if sub.listening:
+                    sub.wake()  # it raises DeadlineReached and leaves
+                else:
+                    # Nobody is there to hear it (an `async for` left with `break`): leave
+                    # for it, so that the stream does not live on for it. Its waiter still
+                    # raises WaitTimeoutError if it is ever asked again.
+                    self.unsubscribe(sub)
         self._arm_deadline()
 
     def _earliest_deadline(self, now: float) -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING
 
@@ -44,11 +45,13 @@ class TaskWaiter:
     """
 
     __slots__ = (
+        "__weakref__",
         "_backlog",
         "_client",
         "_deadline",
         "_error",
         "_final",
+        "_finalizer",
         "_key",
         "_last",
         "_listener",
@@ -85,6 +88,7 @@ class TaskWaiter:
         self._stream: PollStream | None = None
         self._sub: Subscriber | None = None
         self._lock: asyncio.Lock | None = None  # made on first await: a batch needs none
+        self._finalizer: weakref.finalize[[Subscriber], object] | None = None
         self._listener: Callable[[TaskWaiter, Exception | None], None] | None = None
         self._final: TaskInfo | None = None
         self._error: KooDriveError | None = None
@@ -130,6 +134,10 @@ class TaskWaiter:
                 self._client, self._key, self.policy, self._deadline, self._resume_polls, listener
             )
             self._resume_polls = None
+            if listener is None:
+                # A waiter dropped mid-iteration (`break`, then forgotten) leaves its stream
+                # when it is collected, rather than keep it until the client closes.
+                self._finalizer = weakref.finalize(self, self._stream.unsubscribe, self._sub)
         assert self._stream is not None  # noqa: S101 - set together with _sub
         return self._stream, self._sub
 
@@ -170,6 +178,9 @@ class TaskWaiter:
 
     def _leave(self) -> asyncio.Task[TaskInfo] | None:
         """Leave the stream; return the request this cancelled, if any."""
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
         cancelled = None
         if self._stream is not None and self._sub is not None:
             cancelled = self._stream.unsubscribe(self._sub)
