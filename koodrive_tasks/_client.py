@@ -632,6 +632,7 @@ class KooDriveClient:
         stats.requests += 1
         stats.polls += path == TASK_DETAIL_PATH
         stats.in_flight += 1
+        failure: KooDriveError
         try:
             async with session.post(
                 url,
@@ -652,25 +653,29 @@ class KooDriveClient:
                 else:
                     raw = await self._read_capped(response, trace_id, operation)
                 return response.status, raw, response.headers
+        # Each error is built here and raised below, outside the except block: raised inside
+        # it, even `from None`, it would keep aiohttp's error as its __context__, and that
+        # error's request_info carries the request's headers, Authorization included.
         except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
-            raise RequestTimeoutError(
+            failure = RequestTimeoutError(
                 f"{operation} timed out after {timeout:g} s (trace id {trace_id}); "
                 "the server or network is slow: it will be retried while the wait's deadline allows",
                 trace_id=trace_id,
-            ) from None
+            )
         except aiohttp.ClientConnectorError as error:
-            raise ConnectError(
+            failure = ConnectError(
                 f"{operation}: cannot connect to {url.host} ({type(error).__name__}, trace id {trace_id}); "
                 "check the base URL and the network",
                 trace_id=trace_id,
-            ) from None
+            )
         except aiohttp.ClientError as error:
-            raise TransportError(
+            failure = TransportError(
                 f"{operation}: the connection failed ({type(error).__name__}, trace id {trace_id})",
                 trace_id=trace_id,
-            ) from None
+            )
         finally:
             stats.in_flight -= 1
+        raise failure
 
     async def _read_capped(
         self, response: aiohttp.ClientResponse, trace_id: str, operation: str

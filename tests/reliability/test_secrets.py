@@ -25,6 +25,7 @@ from rel_support import (
     SIGNED_QUERY,
     TOKEN,
     USER_ID,
+    RawServer,
     emulator,
     leaks_in,
 )
@@ -33,12 +34,14 @@ from koodrive_tasks import (
     AppSignature,
     AuthenticationError,
     BearerToken,
+    ConnectError,
     InsecureURLError,
     KooDriveClient,
     KooDriveError,
     ProtocolError,
     TaskFailedError,
     TaskRef,
+    TransportError,
     WaitTimeoutError,
 )
 from koodrive_tasks._virtual_clock import VirtualClock
@@ -267,3 +270,45 @@ async def test_cli_keeps_secrets_off_stderr_and_the_url_in_the_result_line() -> 
         assert result["download_url"].startswith(f"{emu_url}/download/{ok}.zip?")
         assert "sig=" in result["download_url"]  # the product the user asked for
     assert "DEBUG" in runs[1][2]  # --debug really logged, and logged no secret
+
+
+class GarbageServer(RawServer):
+    """Answers every request with bytes that are not HTTP."""
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """The error and everything reachable as its cause or context."""
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+async def test_transport_errors_keep_no_aiohttp_error_holding_the_request_headers() -> None:
+    """A malformed answer or a refused connection: the typed error has no __context__, whose
+    aiohttp error would carry request_info with the Authorization header."""
+    async with GarbageServer() as server:
+        port = server.server.sockets[0].getsockname()[1]
+        async with KooDriveClient(
+            f"http://127.0.0.1:{port}",
+            auth=BearerToken(TOKEN),
+            allow_insecure_urls=True,
+            attempts=1,
+        ) as kd:
+            with pytest.raises(TransportError) as garbage:
+                await kd.get_share_task(SHARE, "t1")
+    assert chain(garbage.value) == [garbage.value]
+    assert TOKEN not in repr(vars(garbage.value))
+    async with KooDriveClient(
+        f"http://127.0.0.1:{port}", auth=BearerToken(TOKEN), allow_insecure_urls=True, attempts=1
+    ) as kd:
+        with pytest.raises(ConnectError) as refused:  # the server is gone
+            await kd.get_share_task(SHARE, "t1")
+    assert chain(refused.value) == [refused.value]
