@@ -76,20 +76,21 @@ class TaskBatch:
         timeout: float | None,
         policy: PollPolicy | None,
     ) -> None:
-        self._given: dict[TaskRef, TaskWaiter] = {}
-        refs = []
+        # The waiters are made here, not when iteration starts: a bad id or kdstoken is
+        # an InvalidArgumentError from this call, before any wait of the batch has begun.
+        self._waiters: dict[TaskRef, TaskWaiter] = {}  # one wait per task, order kept
         for task in tasks:
             if isinstance(task, TaskWaiter):  # e.g. resumed from a continuation token
-                ref = task.ref
-                self._given[ref] = task
-            else:
-                ref = TaskRef.of(task)
-            refs.append(ref)
-        self._refs = list(dict.fromkeys(refs))  # one wait per task, order kept
+                self._waiters.setdefault(task.ref, task)
+                continue
+            ref = TaskRef.of(task)
+            if ref not in self._waiters:
+                self._waiters[ref] = client.wait_for_task(
+                    ref.share_id, ref.task_id, kdstoken=ref.kdstoken, timeout=timeout, policy=policy
+                )
+        self._refs = list(self._waiters)
         self._client = client
         self._updates = updates
-        self._timeout = timeout
-        self._policy = policy
         self._queue: asyncio.Queue[_Event] = asyncio.Queue()
         self._running: dict[TaskRef, TaskWaiter] = {}
         self._started = False
@@ -123,20 +124,15 @@ class TaskBatch:
         # (push mode), so 10,000 waits cost 10,000 small objects, not 10,000 coroutines.
         self._started = True
         self._client._track(self)
-        for count, ref in enumerate(self._refs, 1):
-            waiter = self._given.get(ref) or self._client.wait_for_task(
-                ref.share_id,
-                ref.task_id,
-                kdstoken=ref.kdstoken,
-                timeout=self._timeout,
-                policy=self._policy,
-            )
+        for count, (ref, waiter) in enumerate(self._waiters.items(), 1):
             self._running[ref] = waiter
             try:
                 waiter._follow(self._changed, updates=self._updates)
             except InvalidArgumentError:
                 del self._running[ref]  # in use elsewhere: not this batch's to stop
                 raise
+            if count == len(self._waiters):
+                self._waiters = {}  # the running ones are in _running; let the ended go
             if count % _START_BATCH == 0:
                 # Let the loop breathe: starting 10,000 waits in one step stalled it ~0.8 s.
                 await asyncio.sleep(0)

@@ -121,3 +121,16 @@ def test_app_signature_credentials_must_be_valid_text(field: str) -> None:
     with pytest.raises(InvalidArgumentError, match=field) as caught:
         AppSignature(**values)
     assert "SECRET" not in str(caught.value)
+
+
+async def test_a_batch_with_one_bad_task_refuses_before_any_wait_starts(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
+    """A kdstoken that cannot be sent fails the call itself: no wait of the batch began."""
+    tasks: list[Any] = [("s", "t1"), ("s", "t2", 123)]
+    with pytest.raises(InvalidArgumentError):
+        client.as_completed(tasks)
+    with pytest.raises(InvalidArgumentError):
+        await client.wait_many(tasks)
+    assert not mock.requests
+    assert len(client._streams) == 0
