@@ -571,6 +571,10 @@ class KooDriveClient:
                 if failure is not None:
                     raise failure
             except KooDriveError as error:
+                # None of our errors needs a context, and one would reach aiohttp's error
+                # (its request_info holds the Authorization header): on Python 3.10 a
+                # coroutine's raise can pick up an exception its caller was handling.
+                error.__context__ = None
                 self._account(error)
                 self._observe(operation, status, started, trace_id, error)
                 raise
