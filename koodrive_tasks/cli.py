@@ -252,7 +252,9 @@ async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
         on_ready=ready,
         token=token,
     )
-    return EXIT_OK
+    # serve() returns on Ctrl-C or SIGTERM, the usual way to stop it.
+    print("koodrive-tasks: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:

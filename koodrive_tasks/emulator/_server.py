@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -277,7 +278,7 @@ async def serve(
     on_ready: Callable[[Emulator], None] | None = None,
     **options: object,
 ) -> None:
-    """Run an emulator until cancelled (the CLI's ``koodrive-tasks serve``).
+    """Run an emulator until Ctrl-C, SIGTERM or cancellation (the CLI's ``koodrive-tasks serve``).
 
     Tasks draw their scripts from ``RandomScripts()`` unless ``options`` say otherwise.
 
@@ -303,4 +304,27 @@ async def serve(
     async with emulator:
         if on_ready is not None:
             on_ready(emulator)
-        await asyncio.Event().wait()
+        await _until_interrupted()
+
+
+async def _until_interrupted() -> None:
+    """Wait for Ctrl-C or SIGTERM (or cancellation).
+
+    The signals end this wait rather than raise KeyboardInterrupt wherever the loop happens
+    to be (Python 3.10's asyncio.run does that), so that the server then closes its
+    connections in order: interrupted mid-callback, its clean-up could hang.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not the main thread
+            continue
+        installed.append(signum)
+    try:
+        await stop.wait()
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
