@@ -531,18 +531,20 @@ class KooDriveClient:
             trace_id = new_trace_id()
             status: int | None = None
             started = self.clock.monotonic()
-            if (refreshed or not admitted) and not self._scheduler.admit_now(deadline, started):
-                await self._scheduler.admit(deadline)
-                started = self.clock.monotonic()
-            timeout = self._request_timeout
-            if deadline is not None and deadline - started < timeout:
-                timeout = max(0.001, deadline - started)
+            if refreshed or not admitted:
+                epoch = self._scheduler.epoch
+                send_at = self._scheduler.reserve(deadline, started)
+                if send_at > started:  # a free slot costs no coroutine
+                    await self._scheduler.wait_for_slot(send_at, epoch, deadline)
+                    started = self.clock.monotonic()
             try:
                 if not self._scheduler.enter_now():
                     await self._scheduler.enter(deadline)
                     started = self.clock.monotonic()
-                    if deadline is not None and deadline - started < timeout:
-                        timeout = max(0.001, deadline - started)
+                # After any wait for a slot or a place: the request ends by the deadline.
+                timeout = self._request_timeout
+                if deadline is not None and deadline - started < timeout:
+                    timeout = max(0.001, deadline - started)
                 try:
                     auth_headers = await self._auth.headers("POST", url, data, self.clock.now)
                     headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}

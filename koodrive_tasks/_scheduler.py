@@ -182,7 +182,7 @@ class RequestScheduler:
                 place.set_result(None)
                 return
 
-    def reserve(self, deadline: float | None) -> float:
+    def reserve(self, deadline: float | None, now: float | None = None) -> float:
         """Book the earliest moment a request may be sent: after any pause, within the rate.
 
         The slot is taken at once (first come, first served); a caller that will not
@@ -195,7 +195,8 @@ class RequestScheduler:
         Raises:
             RequestTimeoutError: If that moment lies beyond ``deadline``.
         """
-        now = self._clock.monotonic()
+        if now is None:
+            now = self._clock.monotonic()
         start = now
         if self.paused_until > now:
             window = max(1.0, self._pause_length * self.limits.pause_spread)
@@ -210,22 +211,6 @@ class RequestScheduler:
             raise self._no_time(start - now)
         return start
 
-    def admit_now(self, deadline: float | None, now: float) -> bool:
-        """Take a slot if one is free at ``now`` (no pause, within the rate), without a coroutine.
-
-        Returns:
-            False, having taken nothing, when the request would have to wait: then
-            :meth:`admit` queues it (or says there is no time before ``deadline``).
-        """
-        if self.paused_until > now or (deadline is not None and now > deadline):
-            return False
-        if self._interval:
-            tat = max(self._tat, now)
-            if tat - self._tolerance > now:
-                return False
-            self._tat = tat + self._interval
-        return True
-
     def refund(self, epoch: int) -> None:
         """Give back a slot booked by :meth:`reserve` (at ``epoch``) and not used.
 
@@ -236,26 +221,36 @@ class RequestScheduler:
             self._tat -= self._interval
 
     async def admit(self, deadline: float | None) -> None:
-        """Wait until a request may be sent (:meth:`reserve`, then sleep until the slot).
+        """Wait until a request may be sent (:meth:`reserve`, then :meth:`wait_for_slot`).
 
         Raises:
             RequestTimeoutError: If that moment lies beyond ``deadline``.
         """
-        while True:
-            epoch = self.epoch
-            start = self.reserve(deadline)
-            now = self._clock.monotonic()
-            if start <= now:
-                return
-            try:
-                await self._clock.sleep(start - now)
-            except BaseException:
-                self.refund(epoch)
-                raise
-            # A 429 may have paused the client while this request queued: then queue again
-            # behind the pause. Its old slot lay inside the pause and is simply void.
-            if self.paused_until <= self._clock.monotonic():
-                return
+        epoch = self.epoch
+        await self.wait_for_slot(self.reserve(deadline), epoch, deadline)
+
+    async def wait_for_slot(self, start: float, epoch: int, deadline: float | None) -> None:
+        """Sleep until the slot booked at ``start`` (during ``epoch``) comes.
+
+        Callers that reserve first only await this when the slot lies ahead, so a free
+        slot costs no coroutine. Cancelled, the slot is given back.
+
+        Raises:
+            RequestTimeoutError: If a pause began meanwhile and leaves no slot before
+                ``deadline``.
+        """
+        now = self._clock.monotonic()
+        if start <= now:
+            return
+        try:
+            await self._clock.sleep(start - now)
+        except BaseException:
+            self.refund(epoch)
+            raise
+        # A 429 may have paused the client while this request queued: then queue again
+        # behind the pause. Its old slot lay inside the pause and is simply void.
+        if self.paused_until > self._clock.monotonic():
+            await self.admit(deadline)
 
     def _no_place(self) -> RequestTimeoutError:
         return RequestTimeoutError(
