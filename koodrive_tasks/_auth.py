@@ -10,6 +10,7 @@ from typing import Protocol
 from yarl import URL
 
 from . import _signing
+from ._validate import is_text
 from .exceptions import InvalidArgumentError
 
 TokenProvider = Callable[[], Awaitable[str]]
@@ -134,7 +135,7 @@ class AppSignature:
         for name, value in (("app_id", app_id), ("app_secret", app_secret), ("user_id", user_id)):
             if not isinstance(value, str) or not value.strip():
                 raise InvalidArgumentError(f"{name} must be a non-empty string")
-            if not value.isascii() and not _is_utf8(value):
+            if not is_text(value):
                 # Never quoted: it may be the secret.
                 raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")
         self.app_id = app_id
@@ -178,14 +179,6 @@ class AppSignature:
         return (self._secret,)
 
 
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _check_token(token: str, prefix: str = "the access token ") -> None:
     """Refuse a token no HTTP header can carry, without quoting it."""
     if not token.strip():
@@ -195,5 +188,5 @@ def _check_token(token: str, prefix: str = "the access token ") -> None:
             f"{prefix}holds a control character (a trailing newline from a file?): "
             "no HTTP header can carry it"
         )
-    if not token.isascii() and not _is_utf8(token):
+    if not is_text(token):
         raise InvalidArgumentError(f"{prefix}is not valid text (a lone surrogate)")

@@ -24,6 +24,7 @@ from ._policy import PollPolicy
 from ._redact import REDACTED
 from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook
 from ._streams import PollStreams
+from ._validate import is_text
 from ._waiter import TaskWaiter
 from ._wire import SHARE_TASKS_PATH, TASK_DETAIL_PATH, task_parser
 from .exceptions import (
@@ -803,5 +804,5 @@ def _require_ids(**ids: object) -> None:
     for name, value in ids.items():
         if not isinstance(value, str) or not value.strip():
             raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
-        if not value.isascii():
-            _wire.encode_body({name: value})  # a lone surrogate: InvalidArgumentError now
+        if not is_text(value):
+            raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")

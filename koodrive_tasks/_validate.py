@@ -10,6 +10,17 @@ import attrs
 from .exceptions import InvalidArgumentError
 
 
+def is_text(value: str) -> bool:
+    """Whether ``value`` has a UTF-8 encoding (no lone surrogate), ASCII checked first."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def is_number(value: object) -> bool:
     """A real int or float (booleans are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
