@@ -48,7 +48,10 @@ class FileStatus(enum.IntEnum):
     FAILED = 2
 
 
-@attrs.frozen
+# Not slotted: a frozen slotted class sets each field through object.__setattr__, which
+# made building the TaskInfo of every poll about 2x dearer (15k vs 8k instructions,
+# valgrind); a frozen dict class writes its __dict__ directly. ~100 bytes more each.
+@attrs.frozen(slots=False)
 class FileResult:
     """What happened to one file of a task.
 
@@ -65,7 +68,7 @@ class FileResult:
     src_container_id: str | None = None
 
 
-@attrs.frozen
+@attrs.frozen(slots=False)  # see FileResult
 class TaskInfo:
     """A snapshot of one task, parsed from either documented response shape.
 
