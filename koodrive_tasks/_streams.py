@@ -25,7 +25,7 @@ from . import _wire
 from ._clock import Timer, call_later
 from ._models import TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
-from ._wire import TASK_DETAIL_PATH, task_parser
+from ._wire import TASK_DETAIL_PATH
 from .exceptions import KooDriveError, TaskStalledError
 
 if TYPE_CHECKING:
@@ -86,10 +86,8 @@ class PollStream:
     """The polls of one task and what they observed."""
 
     __slots__ = (
-        "_body",
         "_client",
-        "_operation",
-        "_parse",
+        "_query",
         "_registry",
         "_secret",
         "booked_epoch",
@@ -125,10 +123,8 @@ class PollStream:
         self._client = client
         self.policy = policy
         share_id, task_id, kdstoken = key
-        self._body = _wire.task_detail_json(share_id, task_id, kdstoken)  # sent every poll
+        self._query = _wire.detail_query(share_id, task_id, kdstoken)  # sent every poll
         self._secret = (kdstoken,) if kdstoken else ()
-        self._operation = f"query task {task_id}"
-        self._parse = task_parser(task_id)
         self.subscribers: list[Subscriber] = []
         self.latest: TaskInfo | None = None
         self.last_error: KooDriveError | None = None
@@ -348,10 +344,10 @@ class PollStream:
         self.request = asyncio.get_running_loop().create_task(
             self._client._post(
                 TASK_DETAIL_PATH,
-                self._body,
+                self._query.body,
                 self._secret,
-                self._operation,
-                self._parse,
+                self._query.operation,
+                self._query.parse,
                 deadline=self.request_deadline,
                 admitted=True,
             ),

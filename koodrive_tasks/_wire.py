@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from json.encoder import encode_basestring
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
@@ -478,6 +479,32 @@ def task_detail_json(share_id: str, task_id: str, kdstoken: str | None) -> bytes
     if kdstoken is not None:
         text += ',"kdstoken":' + _quote(kdstoken)
     return _utf8(text + "}")
+
+
+@attrs.frozen
+class DetailQuery:
+    """One task's ``taskDetail`` request, built once and then sent poll after poll.
+
+    Attributes:
+        body: The encoded body. It may hold the kdstoken, so it is never shown.
+        operation: How errors and logs name the request.
+        parse: Reads a successful answer into this task's ``TaskInfo``.
+    """
+
+    body: bytes = attrs.field(repr=False)
+    operation: str
+    parse: Callable[[object], TaskInfo] = attrs.field(repr=False)
+
+
+def detail_query(share_id: str, task_id: str, kdstoken: str | None) -> DetailQuery:
+    """The ``taskDetail`` request for one task.
+
+    Raises:
+        InvalidArgumentError: A value is not a string, or not valid text.
+    """
+    return DetailQuery(
+        task_detail_json(share_id, task_id, kdstoken), f"query task {task_id}", task_parser(task_id)
+    )
 
 
 # --- errors -----------------------------------------------------------------------------

@@ -545,3 +545,48 @@ async def test_text_with_a_lone_surrogate_is_an_invalid_argument(
     with pytest.raises(InvalidArgumentError, match="lone surrogate"):
         await client.create_share_task("s1", ["f\ud800"], container_id="c1", zip_name="a.zip")
     assert not mock.requests
+
+
+async def test_repeated_queries_send_each_its_own_ids_and_kdstoken(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
+    """get_share_task keeps the requests it built: a kept one never stands in for another."""
+    mock.detail(payload=shape_a(1), repeat=True)
+    mock.detail(payload=shape_a(1, task_id="t2"), repeat=True)
+    calls = [
+        ("s1", "t1", None),
+        ("s1", "t1", "kds-a"),
+        ("s1", "t1", "kds-b"),
+        ("s2", "t1", "kds-a"),
+    ]
+    for share_id, task_id, kdstoken in calls * 2:
+        await client.get_share_task(share_id, task_id, kdstoken=kdstoken)
+    await client.get_share_task("s1", "t1", kdstoken="")  # empty: no kdstoken, as None
+    expected = [
+        {"taskId": t, "shareId": s, **({"kdstoken": k} if k else {})} for s, t, k in calls * 2
+    ]
+    assert sent(mock, DETAIL) == [*expected, {"taskId": "t1", "shareId": "s1"}]
+
+
+async def test_kept_queries_are_bounded_and_dropped_on_close(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """Polling many tasks keeps at most a few hundred requests; close() lets go of them."""
+    kd = KooDriveClient(BASE, auth=BearerToken(TOKEN), clock=clock, policy=FAST)
+    for i in range(600):
+        mock.detail(payload=shape_a(1, task_id=f"t{i}"))
+        await kd.get_share_task("s1", f"t{i}", kdstoken="kds-secret")
+    assert 0 < len(kd._queries) <= 256
+    await kd.close()
+    assert not kd._queries
+
+
+@pytest.mark.parametrize("kdstoken", [["kds"], {"k": "v"}, 5, b"kds"])
+async def test_a_kdstoken_of_another_type_is_an_invalid_argument(
+    mock: MockKooDrive, client: KooDriveClient, kdstoken: Any
+) -> None:
+    """Unhashable or not, a kdstoken that is not a string is refused before any request."""
+    for _ in range(2):  # refused again: nothing was kept the first time
+        with pytest.raises(InvalidArgumentError, match="kdstoken must be a string"):
+            await client.get_share_task("s1", "t1", kdstoken=kdstoken)
+    assert not mock.requests

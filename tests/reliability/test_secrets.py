@@ -43,6 +43,7 @@ from koodrive_tasks import (
     TaskRef,
     TransportError,
     WaitTimeoutError,
+    _wire,
 )
 from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Fault, Outcome, TaskScript
@@ -160,7 +161,8 @@ async def test_reprs_hide_secrets() -> None:
                 updates = [update async for _, update in stream]
             outcome = stream.outcomes[ref]
             waiter = kd.wait_for_task(SHARE, "t1", kdstoken=KDSTOKEN)
-            no_leak(kd, auth, AppSignature(APP_ID, APP_SECRET, USER_ID), ref, outcome)
+            query = _wire.detail_query(SHARE, "t1", KDSTOKEN)  # kept by streams and the client
+            no_leak(kd, auth, AppSignature(APP_ID, APP_SECRET, USER_ID), ref, outcome, query)
             no_leak(outcome.info, *updates, *events, kd.stats, waiter, stream)
     assert outcome.download_url == PACKAGE_URL
     assert len(events) >= 3
