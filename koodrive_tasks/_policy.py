@@ -95,8 +95,11 @@ class PollPolicy:
     - for an overdue task (past its estimated end: a stall, a slow tail at 99 %), after
       half the overrun, so gaps grow by half each time while it sits on a value.
 
-    Progress-aware delays are at least ``initial_delay`` (except the one just after the
-    end) and at most ``progress_max_delay``. On benchmarks/bench_polling.py it sends
+    Progress-aware delays are at most ``progress_max_delay`` and at least
+    ``initial_delay``, except a poll aimed just after an estimated end that lies closer
+    than that. There is at most one such poll per change of progress, so a task sitting
+    on one value is never polled faster; on the benchmark below a task gets 0.66 of them
+    on average, at most 6. On benchmarks/bench_polling.py it sends
     0.90x-0.92x the polls of a naive backoff loop for 0.20x-0.23x its mean detection
     lag (3000 tasks, 5 seeds): the lag half of the goal for a default (<= 0.25x) is
     met, the polls half (<= 0.5x) is not, hence off by default.

@@ -228,6 +228,27 @@ def test_next_delay_is_always_within_bounds(
     assert math.isfinite(delay)
 
 
+@given(
+    answers=st.lists(
+        st.tuples(st.booleans(), st.integers(0, 99), st.floats(0, 1)), min_size=1, max_size=60
+    )
+)
+def test_a_delay_below_the_minimum_needs_a_new_progress_value(
+    answers: list[tuple[bool, int, float]],
+) -> None:
+    """Only a poll aimed just after an estimated end comes sooner than initial_delay, and
+    there is at most one per change of progress: a task sitting on a value is never hammered."""
+    policy = PollPolicy(jitter=0, progress_aware=True)
+    plan, now, latest, short_since_change = PollPlan(policy), 0.0, None, 0
+    for processing, progress, r in answers:
+        if processing and progress != latest:
+            latest, short_since_change = progress, 0
+        delay = plan.observe(now, processing, progress, lambda r=r: r)
+        short_since_change += delay < policy.initial_delay
+        assert short_since_change <= 1, (now, processing, progress, delay)
+        now += delay
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [{"progress_max_delay": 0.5}, {"eta_margin": 1.5}, {"stall_timeout": 0}, {"progress_aware": 1}],
