@@ -192,15 +192,23 @@ class KooDriveClient:
         A caller polling with get_share_task sends the same request again and again, as
         a poll stream does; building it each time cost about 1 % of a poll's CPU.
         """
+        # Only plain strings are kept: a str subclass may equal another value (and a
+        # kdstoken of another type must meet detail_query's check every time).
+        kept = (
+            type(share_id) is str
+            and type(task_id) is str
+            and (kdstoken is None or type(kdstoken) is str)
+        )
         key = (share_id, task_id, kdstoken)
-        try:
-            return self._queries[key]
-        except (KeyError, TypeError):  # TypeError: an unhashable kdstoken, refused below
-            pass
+        if kept:
+            query = self._queries.get(key)
+            if query is not None:
+                return query
         query = _wire.detail_query(share_id, task_id, kdstoken)
-        if len(self._queries) >= _KEPT_QUERIES:
-            self._queries.clear()  # bounded, and simple: a miss costs one build
-        self._queries[key] = query
+        if kept and not self._closed:  # close() dropped them: keep none after it
+            if len(self._queries) >= _KEPT_QUERIES:
+                self._queries.clear()  # bounded, and simple: a miss costs one build
+            self._queries[key] = query
         return query
 
     def _get_session(self) -> aiohttp.ClientSession:

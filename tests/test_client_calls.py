@@ -579,6 +579,32 @@ async def test_kept_queries_are_bounded_and_dropped_on_close(
     assert 0 < len(kd._queries) <= 256
     await kd.close()
     assert not kd._queries
+    with pytest.raises(KooDriveError, match="closed"):
+        await kd.get_share_task("s1", "t1", kdstoken="kds-secret")
+    assert not kd._queries  # a call after close() keeps nothing either
+
+
+class _CaseBlind(str):
+    """A str that equals (and hashes like) any spelling of itself."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.lower() == other.lower()
+
+    def __hash__(self) -> int:
+        return hash(self.lower())
+
+
+async def test_a_kept_query_never_stands_in_for_a_str_subclass(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
+    """Values that merely compare equal get their own request, and their own checks."""
+    mock.detail(payload=shape_a(1, task_id="t1"))
+    mock.detail(payload=shape_a(1, task_id="T1"))
+    await client.get_share_task("s1", "t1", kdstoken="kds-a")
+    await client.get_share_task("s1", _CaseBlind("T1"), kdstoken="kds-a")
+    assert sent(mock, DETAIL)[-1]["taskId"] == "T1"
+    with pytest.raises(InvalidArgumentError, match="kdstoken must be a string"):
+        await client.get_share_task("s1", "t1", kdstoken=_CaseBlind("kds-a"))
 
 
 @pytest.mark.parametrize("kdstoken", [["kds"], {"k": "v"}, 5, b"kds"])
