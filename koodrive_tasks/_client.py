@@ -187,10 +187,13 @@ class KooDriveClient:
             self._session = None
 
     def _detail_query(self, share_id: str, task_id: str, kdstoken: str | None) -> DetailQuery:
-        """The request for one task, built once and kept.
+        """The request for one task, its ids and kdstoken checked, built once and kept.
 
-        A caller polling with get_share_task sends the same request again and again, as
-        a poll stream does; building it each time cost about 1 % of a poll's CPU.
+        A caller polling with get_share_task sends the same request again and again;
+        building (and checking) it each time cost about 1 % of a poll's CPU.
+
+        Raises:
+            InvalidArgumentError: If an id or the kdstoken cannot be sent.
         """
         # Only plain strings are kept: a str subclass may equal another value (and a
         # kdstoken of another type must meet detail_query's check every time).
@@ -203,7 +206,12 @@ class KooDriveClient:
         if kept:
             query = self._queries.get(key)
             if query is not None:
-                return query
+                return query  # its ids passed the checks below when it was built
+        # The plain check first: _require_ids(**ids) builds a dict on every call.
+        if not (
+            type(share_id) is str and share_id.strip() and type(task_id) is str and task_id.strip()
+        ):
+            _require_ids(share_id=share_id, task_id=task_id)
         query = _wire.detail_query(share_id, task_id, kdstoken)
         if kept and not self._closed:  # close() dropped them: keep none after it
             if len(self._queries) >= _KEPT_QUERIES:
@@ -236,11 +244,6 @@ class KooDriveClient:
         Raises:
             KooDriveError: A subclass saying what went wrong.
         """
-        # The plain check first: _require_ids(**ids) builds a dict on every call.
-        if not (
-            type(share_id) is str and share_id.strip() and type(task_id) is str and task_id.strip()
-        ):
-            _require_ids(share_id=share_id, task_id=task_id)
         kdstoken = kdstoken or None
         query = self._detail_query(share_id, task_id, kdstoken)
         secret = (kdstoken,) if kdstoken else ()
