@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 from unittest import mock
 
 from aiohttp import client_reqrep
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 from aioresponses import core as aioresponses_core
 
 from koodrive_tasks import PollPolicy
@@ -124,3 +126,24 @@ FAST = PollPolicy(
     initial_delay=1.0, factor=2.0, max_delay=8.0, jitter=0.0, timeout=600.0, progress_aware=False
 )
 """Deterministic polling: 1, 2, 4, 8, 8 ... virtual seconds apart."""
+
+
+def task_id_of(kwargs: Mapping[str, Any]) -> str:
+    """The taskId a mocked taskDetail request asks for (from a callback's kwargs)."""
+    return str(json.loads(kwargs["data"])["taskId"])
+
+
+def finish_after(polls_before_done: int) -> Callable[..., CallbackResult]:
+    """A taskDetail callback: each task runs for `polls_before_done` polls, then completes."""
+    seen: dict[str, int] = {}
+
+    def answer(url: object, **kwargs: Any) -> CallbackResult:
+        task_id = task_id_of(kwargs)
+        seen[task_id] = seen.get(task_id, 0) + 1
+        if seen[task_id] > polls_before_done:
+            return CallbackResult(
+                payload=shape_b(2, 100, result=1, url=PACKAGE_URL, task_id=task_id)
+            )
+        return CallbackResult(payload=shape_a(1, 10 * seen[task_id], task_id=task_id))
+
+    return answer

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kd_fakes import BASE, PACKAGE_URL, MockKooDrive, shape_a, shape_b
+from kd_fakes import BASE, PACKAGE_URL, MockKooDrive, shape_a, shape_b, task_id_of
 
 from koodrive_tasks import (
     KooDriveClient,
@@ -26,9 +26,7 @@ def script_by_task(mock: MockKooDrive, scripts: dict[str, list[dict[str, object]
     cursors = dict.fromkeys(scripts, 0)
 
     def answer(url: object, **kwargs: object) -> CallbackResult:
-        import json
-
-        task_id = json.loads(kwargs["data"])["taskId"]  # type: ignore[arg-type]
+        task_id = task_id_of(kwargs)
         script = scripts[task_id]
         body = script[min(cursors[task_id], len(script) - 1)]
         cursors[task_id] += 1

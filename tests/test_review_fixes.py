@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from typing import Any
 
 import pytest
 from aioresponses import CallbackResult
-from kd_fakes import BASE, DETAIL, TOKEN, MockKooDrive, shape_a
+from kd_fakes import BASE, DETAIL, TOKEN, MockKooDrive, shape_a, task_id_of
 
 from koodrive_tasks import (
     AppSignature,
@@ -30,7 +29,7 @@ def running(clock: VirtualClock, **delays: float) -> Any:
     """Every task runs at 10 %; the tasks named in `delays` answer that many seconds late."""
 
     async def answer(url: object, **kw: Any) -> CallbackResult:
-        task_id = str(json.loads(kw["data"])["taskId"])
+        task_id = task_id_of(kw)
         if task_id in delays:
             await clock.sleep(delays[task_id])
         return CallbackResult(payload=shape_a(1, 10, task_id=task_id))

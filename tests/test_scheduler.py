@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
 from aioresponses import CallbackResult
-from kd_fakes import BASE, DETAIL, PACKAGE_URL, TOKEN, MockKooDrive, shape_a, shape_b
+from kd_fakes import (
+    BASE,
+    DETAIL,
+    PACKAGE_URL,
+    TOKEN,
+    MockKooDrive,
+    finish_after,
+    shape_a,
+    shape_b,
+    task_id_of,
+)
 
 from koodrive_tasks import (
     BearerToken,
@@ -24,22 +33,6 @@ from koodrive_tasks._virtual_clock import VirtualClock
 POLICY = PollPolicy(
     initial_delay=5, factor=1, max_delay=5, jitter=0, timeout=1000, progress_aware=False
 )
-
-
-def finish_after(polls_before_done: int) -> Any:
-    """A taskDetail callback: each task runs for `polls_before_done` polls, then completes."""
-    seen: dict[str, int] = {}
-
-    def answer(url: object, **kwargs: Any) -> CallbackResult:
-        task_id = json.loads(kwargs["data"])["taskId"]
-        seen[task_id] = seen.get(task_id, 0) + 1
-        if seen[task_id] > polls_before_done:
-            return CallbackResult(
-                payload=shape_b(2, 100, result=1, url=PACKAGE_URL, task_id=task_id)
-            )
-        return CallbackResult(payload=shape_a(1, 10 * seen[task_id], task_id=task_id))
-
-    return answer
 
 
 def client_with(clock: VirtualClock, **kwargs: Any) -> KooDriveClient:
@@ -74,7 +67,7 @@ async def test_in_flight_cap_holds(mock: MockKooDrive, clock: VirtualClock) -> N
         nonlocal peak
         peak = max(peak, kd.stats.in_flight)
         await gate.wait()
-        task_id = json.loads(kwargs["data"])["taskId"]
+        task_id = task_id_of(kwargs)
         return CallbackResult(payload=shape_b(2, 100, result=1, url=PACKAGE_URL, task_id=task_id))
 
     mock.post(DETAIL, callback=answer, repeat=True)
@@ -97,7 +90,7 @@ async def test_throttling_pauses_every_wait_then_spreads_them(
 
     def answer(url: object, **kwargs: Any) -> CallbackResult:
         nonlocal throttled_once
-        task_id = json.loads(kwargs["data"])["taskId"]
+        task_id = task_id_of(kwargs)
         if clock.monotonic() >= 5 and not throttled_once:
             throttled_once = True
             return CallbackResult(
@@ -202,7 +195,7 @@ async def test_requests_queued_for_the_rate_respect_a_later_pause(
 
     def answer(url: object, **kwargs: Any) -> CallbackResult:
         nonlocal throttled
-        task_id = json.loads(kwargs["data"])["taskId"]
+        task_id = task_id_of(kwargs)
         if clock.monotonic() >= 1 and not throttled:
             throttled = True
             return CallbackResult(status=429, headers={"Retry-After": "30"}, payload={})

@@ -6,13 +6,12 @@ Found by an independent review of the design; each test failed before its fix.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 import pytest
 from aioresponses import CallbackResult
-from kd_fakes import BASE, DETAIL, PACKAGE_URL, TOKEN, MockKooDrive, shape_a, shape_b
+from kd_fakes import BASE, DETAIL, PACKAGE_URL, TOKEN, MockKooDrive, shape_a, shape_b, task_id_of
 
 from koodrive_tasks import BearerToken, KooDriveClient, Limits, PollPolicy, WaitTimeoutError
 from koodrive_tasks._scheduler import RequestScheduler
@@ -24,7 +23,7 @@ STEADY = PollPolicy(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=
 
 def running() -> Any:
     def answer(url: object, **kw: Any) -> CallbackResult:
-        tid = str(json.loads(kw["data"])["taskId"])
+        tid = task_id_of(kw)
         return CallbackResult(payload=shape_a(1, 10, task_id=tid))
 
     return answer
@@ -225,7 +224,7 @@ async def test_queued_stream_ignores_its_waits_deadline(
     gate = asyncio.Event()
 
     async def answer(url: object, **kw: Any) -> CallbackResult:
-        tid = str(json.loads(kw["data"])["taskId"])
+        tid = task_id_of(kw)
         if tid == "t1":
             await gate.wait()
         return CallbackResult(payload=shape_a(1, 10, task_id=tid))
@@ -256,7 +255,7 @@ async def test_queued_stream_closed_keeps_its_rate_slot(
     gate = asyncio.Event()
 
     async def answer(url: object, **kw: Any) -> CallbackResult:
-        tid = str(json.loads(kw["data"])["taskId"])
+        tid = task_id_of(kw)
         await gate.wait()
         return CallbackResult(payload=shape_a(1, 10, task_id=tid))
 
@@ -293,7 +292,7 @@ async def test_queued_stream_launched_during_a_throttling_pause(
     sent: list[tuple[str, float]] = []
 
     async def answer(url: object, **kw: Any) -> CallbackResult:
-        tid = str(json.loads(kw["data"])["taskId"])
+        tid = task_id_of(kw)
         sent.append((tid, clock.monotonic()))
         if tid == "t1" and len(sent) == 1:
             await gate.wait()

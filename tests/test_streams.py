@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import pytest
 from aioresponses import CallbackResult
-from kd_fakes import BASE, DETAIL, FAST, PACKAGE_URL, TOKEN, MockKooDrive, shape_a, shape_b
+from kd_fakes import (
+    BASE,
+    DETAIL,
+    FAST,
+    PACKAGE_URL,
+    TOKEN,
+    MockKooDrive,
+    finish_after,
+    shape_a,
+    shape_b,
+    task_id_of,
+)
 
 from koodrive_tasks import (
     BearerToken,
@@ -36,31 +46,9 @@ def others() -> set[asyncio.Task[Any]]:
     return {t for t in asyncio.all_tasks() if t is not current and not t.done()}
 
 
-def running_then_done(after: int) -> Callable[..., CallbackResult]:
-    """Each task answers `processing` for `after` polls, then completes."""
-    seen: dict[str, int] = {}
-
-    def answer(url: object, **kwargs: Any) -> CallbackResult:
-        task_id = _task_id(kwargs)
-        seen[task_id] = seen.get(task_id, 0) + 1
-        if seen[task_id] > after:
-            return CallbackResult(
-                payload=shape_b(2, 100, result=1, url=PACKAGE_URL, task_id=task_id)
-            )
-        return CallbackResult(payload=shape_a(1, 10 * seen[task_id], task_id=task_id))
-
-    return answer
-
-
-def _task_id(kwargs: dict[str, Any]) -> str:
-    import json
-
-    return str(json.loads(kwargs["data"])["taskId"])
-
-
 async def test_idle_waits_hold_no_task(mock: MockKooDrive, clock: VirtualClock) -> None:
     """Between polls, 50 waits inside wait_many are timers, not tasks or coroutines."""
-    mock.post(DETAIL, callback=running_then_done(3), repeat=True)
+    mock.post(DETAIL, callback=finish_after(3), repeat=True)
     async with KooDriveClient(BASE, auth=BearerToken(TOKEN), clock=clock, policy=STEADY) as kd:
         batch = asyncio.ensure_future(kd.wait_many([("s", f"t{i}") for i in range(50)]))
         await clock.sleep(5)  # every task polled once; the next polls are due at 10
@@ -87,11 +75,11 @@ async def test_in_flight_cap_queues_streams_in_order(
         # Streams queue for a free slot as plain objects, not as tasks waiting on it.
         requests = [t for t in asyncio.all_tasks() if t.get_name().startswith("koodrive-poll-")]
         peak_tasks = max(peak_tasks, len(requests))
-        order.append(_task_id(kwargs))
+        order.append(task_id_of(kwargs))
         for _ in range(5):
             await asyncio.sleep(0)  # stay in flight while others are started
         in_flight -= 1
-        task_id = _task_id(kwargs)
+        task_id = task_id_of(kwargs)
         return CallbackResult(payload=shape_b(2, 100, result=1, url=PACKAGE_URL, task_id=task_id))
 
     mock.post(DETAIL, callback=slow, repeat=True)
@@ -167,7 +155,7 @@ async def test_a_clock_without_timers_still_drives_waits(
     mock: MockKooDrive, clock: VirtualClock
 ) -> None:
     """A custom Clock offering only sleep() works: polls on schedule, deadlines exact."""
-    mock.post(DETAIL, callback=running_then_done(2), repeat=True)
+    mock.post(DETAIL, callback=finish_after(2), repeat=True)
     user_clock = SleepOnlyClock(clock)
     async with KooDriveClient(BASE, auth=BearerToken(TOKEN), clock=user_clock, policy=STEADY) as kd:
         assert await kd.wait_for_task("s", "a") == PACKAGE_URL
@@ -210,7 +198,7 @@ async def test_a_waiter_followed_by_a_batch_is_read_from_the_batch(
     mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
 ) -> None:
     """Awaiting a waiter that a running batch follows is refused; after the batch, it has the result."""
-    mock.post(DETAIL, callback=running_then_done(1), repeat=True)
+    mock.post(DETAIL, callback=finish_after(1), repeat=True)
     waiter = client.wait_for_task("s", "a", policy=STEADY)
     async with client.as_completed([waiter]) as done:
         first = None
@@ -235,7 +223,7 @@ async def test_a_waiter_in_use_cannot_join_a_batch(
     mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
 ) -> None:
     """A waiter being awaited elsewhere is refused by a batch rather than silently starved."""
-    mock.post(DETAIL, callback=running_then_done(1), repeat=True)
+    mock.post(DETAIL, callback=finish_after(1), repeat=True)
     waiter = client.wait_for_task("s", "a", policy=STEADY)
     awaited = asyncio.ensure_future(waiter.download_url())
     await asyncio.sleep(0)
