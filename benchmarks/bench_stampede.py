@@ -45,8 +45,8 @@ import backoff
 from aiohttp import web
 
 from koodrive_tasks import BearerToken, KooDriveClient, Limits
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Emulator, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
 SHARE_ID = "share-1"

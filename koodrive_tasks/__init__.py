@@ -13,7 +13,7 @@ the download URL of the finished package::
 from ._auth import AppSignature, BearerToken
 from ._client import KooDriveClient
 from ._clock import AsyncioClock, Clock
-from ._many import CompletionStream, TaskBatch, TaskOutcome, UpdateStream
+from ._many import CompletionStream, TaskBatch, UpdateStream
 from ._models import (
     FileResult,
     FileStatus,
@@ -25,12 +25,14 @@ from ._models import (
     TaskStatus,
     TaskType,
 )
+from ._outcome import TaskOutcome
 from ._policy import PollPolicy, ProgressSample
 from ._scheduler import ClientStats, Limits, RequestEvent, RetryEvent
 from ._waiter import TaskWaiter
 from .exceptions import (
     APIError,
     AuthenticationError,
+    ClientClosedError,
     ClockSkewError,
     ConnectError,
     InsecureURLError,
@@ -58,6 +60,7 @@ __all__ = [
     "AsyncioClock",
     "AuthenticationError",
     "BearerToken",
+    "ClientClosedError",
     "ClientStats",
     "Clock",
     "ClockSkewError",

@@ -52,18 +52,11 @@ class JsonLines:
 
     def update(self, task_id: str, update: ProgressUpdate) -> None:
         """Print the change."""
-        self._emit(
-            {
-                "event": "update",
-                "task_id": task_id,
-                "status": status_word(update.status),
-                "progress": update.progress,
-            }
-        )
+        self._emit({"event": "update", **update.to_dict(), "task_id": task_id})
 
     def finish(self, task_id: str, outcome: str, detail: dict[str, object]) -> None:
         """Print the result object."""
-        self._emit({"event": "result", "task_id": task_id, "outcome": outcome, **detail})
+        self._emit({"event": "result", **detail, "task_id": task_id, "outcome": outcome})
 
     def close(self) -> None:
         """Nothing buffered."""

@@ -18,8 +18,9 @@ from yarl import URL
 from . import _resume, _wire
 from ._auth import Auth
 from ._clock import AsyncioClock, Clock
-from ._many import CompletionStream, TaskBatch, TaskLike, TaskOutcome, UpdateStream
+from ._many import CompletionStream, TaskBatch, TaskLike, UpdateStream
 from ._models import TargetFolder, TaskInfo, TaskRef, TaskType
+from ._outcome import TaskOutcome
 from ._policy import PollPolicy
 from ._redact import REDACTED
 from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook

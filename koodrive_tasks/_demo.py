@@ -14,8 +14,8 @@ import aiohttp
 from ._auth import BearerToken
 from ._cli_render import JsonLines, Renderer
 from ._client import KooDriveClient
-from ._many import TaskOutcome
 from ._models import TaskRef, TaskType
+from ._outcome import TaskOutcome
 from ._policy import PollPolicy
 from .cli import classify
 from .emulator import Emulator, Outcome, RandomScripts, TaskScript

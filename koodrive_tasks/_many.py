@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TypeVar, Union
 import attrs
 
 from ._models import ProgressUpdate, TaskInfo, TaskRef, TaskType
+from ._outcome import TaskOutcome
 from ._policy import PollPolicy
 from ._waiter import TaskWaiter
 from .exceptions import InvalidArgumentError, KooDriveError
@@ -19,31 +20,6 @@ if TYPE_CHECKING:
 
 
 TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
-
-
-@attrs.frozen
-class TaskOutcome:
-    """How one task of a batch ended.
-
-    Attributes:
-        ref: The task.
-        info: The final (or, after an error, the last seen) state, if any.
-        download_url: The package link of a completed package-download task.
-        error: Why the wait failed (``TaskFailedError``, ``TaskCanceledError``,
-            ``WaitTimeoutError``, …), or ``None`` on success.
-    """
-
-    ref: TaskRef
-    info: TaskInfo | None
-    download_url: str | None = attrs.field(
-        default=None, repr=lambda url: "<redacted>" if url else "None"
-    )
-    error: KooDriveError | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the task completed with at least one file succeeded."""
-        return self.error is None
 
 
 @attrs.define

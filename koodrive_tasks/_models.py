@@ -131,6 +131,14 @@ class ProgressUpdate:
         """Build the update describing ``info``."""
         return cls(status=info.status, progress=info.progress, info=info)
 
+    def to_dict(self) -> dict[str, object]:
+        """The update as JSON-ready data: ``task_id``, ``status`` (a word), ``progress``."""
+        return {
+            "task_id": self.info.task_id,
+            "status": self.status.name.lower(),
+            "progress": self.progress,
+        }
+
 
 @attrs.frozen
 class TargetFolder:

@@ -32,16 +32,9 @@ from yarl import URL
 from ._auth import AppSignature, Auth, BearerToken
 from ._cli_render import Bars, JsonLines, Renderer
 from ._client import KooDriveClient
-from ._many import TaskOutcome
-from ._models import TargetFolder, TaskRef, TaskResultCode, TaskType
-from .exceptions import (
-    AuthenticationError,
-    InvalidArgumentError,
-    KooDriveError,
-    TaskCanceledError,
-    TaskFailedError,
-    WaitTimeoutError,
-)
+from ._models import TargetFolder, TaskRef, TaskType
+from ._outcome import TaskOutcome
+from .exceptions import InvalidArgumentError, KooDriveError
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -66,32 +59,20 @@ def worst(codes: Sequence[int]) -> int:
     return max(codes, key=_SEVERITY.index, default=EXIT_OK)
 
 
+_EXIT_CODES = {
+    "completed": EXIT_OK,
+    "partially_failed": EXIT_PARTIAL,
+    "failed": EXIT_FAILED,
+    "canceled": EXIT_CANCELED,
+    "timeout": EXIT_TIMEOUT,
+    "auth_error": EXIT_AUTH,
+    "error": EXIT_ERROR,
+}
+
+
 def classify(outcome: TaskOutcome) -> tuple[str, int, dict[str, object]]:
-    """(outcome word, exit code, details to report) for one task's outcome."""
-    error = outcome.error
-    if error is None:
-        info = outcome.info
-        failed = [f.file_id for f in info.failed_files] if info else []
-        partial = info is not None and info.result_code is TaskResultCode.PARTIALLY_FAILED
-        detail: dict[str, object] = {}
-        if outcome.download_url:
-            detail["download_url"] = outcome.download_url
-        if failed:
-            detail["failed_files"] = failed
-        return (
-            ("partially_failed", EXIT_PARTIAL, detail)
-            if partial
-            else ("completed", EXIT_OK, detail)
-        )
-    for kind, word, code in (
-        (TaskFailedError, "failed", EXIT_FAILED),
-        (TaskCanceledError, "canceled", EXIT_CANCELED),
-        (WaitTimeoutError, "timeout", EXIT_TIMEOUT),
-        (AuthenticationError, "auth_error", EXIT_AUTH),
-    ):
-        if isinstance(error, kind):
-            return word, code, {"error": str(error)}
-    return "error", EXIT_ERROR, {"error": str(error)}
+    """(outcome word, exit code, the outcome's JSON form) for one task's outcome."""
+    return outcome.kind, _EXIT_CODES[outcome.kind], outcome.to_dict()
 
 
 def exit_code_for(error: KooDriveError) -> int:
@@ -178,8 +159,9 @@ async def follow(
         if "download_url" in detail and isinstance(renderer, Bars):
             prefix = "" if len(refs) == 1 else f"{ref.task_id} "
             out.write(f"{prefix}{detail['download_url']}\n")
-        if "error" in detail:
-            print(f"koodrive-tasks: {ref.task_id}: {detail['error']}", file=sys.stderr)
+        error = detail.get("error")
+        if isinstance(error, dict):
+            print(f"koodrive-tasks: {ref.task_id}: {error['message']}", file=sys.stderr)
     return worst(codes)
 
 

@@ -4,6 +4,7 @@
 
     KooDriveError
     ├── InvalidArgumentError (ValueError)      bad input, caught before any request
+    ├── ClientClosedError                      the client was closed under a wait or call
     ├── TransportError                         no usable HTTP answer          [retryable]
     │   ├── ConnectError                       no connection was made         [retryable]
     │   └── RequestTimeoutError (TimeoutError) one request took too long      [retryable]
@@ -31,7 +32,7 @@ query string of a download URL.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from ._models import TaskInfo, TaskStatus
@@ -47,6 +48,26 @@ class KooDriveError(Exception):
     """
 
     retryable: ClassVar[bool] = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as JSON-ready data: ``type``, ``message``, ``trace_id``, ``code``.
+
+        The one form every JSON output of this library uses (the CLI's JSON lines,
+        server-sent events). It holds no secret: messages never quote one.
+        """
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "trace_id": getattr(self, "trace_id", None),
+            "code": getattr(self, "code", None),
+        }
+
+
+class ClientClosedError(KooDriveError):
+    """Raised when the client was closed while a wait, a batch or a call was running.
+
+    Also raised by any call on a client after :meth:`KooDriveClient.close`.
+    """
 
 
 class InvalidArgumentError(KooDriveError, ValueError):

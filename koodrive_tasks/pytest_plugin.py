@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ._virtual_clock import VirtualClock
 from .emulator import Emulator
+from .testing import VirtualClock
 
 if TYPE_CHECKING:
     # pytest-asyncio's decorator is untyped; pytest's has the same signature.

@@ -9,7 +9,7 @@ import pytest
 from kd_fakes import BASE, FAST, TOKEN, MockKooDrive
 
 from koodrive_tasks import BearerToken, KooDriveClient
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 
 @pytest.fixture

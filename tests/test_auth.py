@@ -25,7 +25,7 @@ from koodrive_tasks import (
     PollPolicy,
     ServerError,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 UNAUTHORIZED = {"code": "401", "msg": "token expired"}

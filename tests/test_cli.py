@@ -250,7 +250,7 @@ async def test_all_failed_exits_4(batch: dict) -> None:
     result = run.result()
     assert result["outcome"] == "failed"
     assert "download_url" not in result
-    assert "failed" in result["error"]
+    assert "failed" in result["error"]["message"]
 
 
 async def test_canceled_exits_5(batch: dict) -> None:
@@ -271,7 +271,7 @@ async def test_timeout_exits_6_soon_after_the_deadline(batch: dict) -> None:
     assert run.returncode == 6, run
     result = run.result()
     assert result["outcome"] == "timeout"
-    assert "0.5 s" in result["error"]
+    assert "0.5 s" in result["error"]["message"]
     assert "download_url" not in result
 
 
@@ -283,8 +283,10 @@ async def test_wrong_credentials_exit_7_with_trace_id(batch: dict, name: str) ->
     assert run.returncode == 7, run
     result = run.result()
     assert result["outcome"] == "auth_error"
-    assert "trace id" in result["error"]
-    assert "HTTP 401" in result["error"]
+    assert "trace id" in result["error"]["message"]
+    assert "HTTP 401" in result["error"]["message"]
+    assert result["error"]["type"] in ("AuthenticationError", "ClockSkewError")
+    assert len(result["error"]["trace_id"]) == 58
     assert "Traceback" not in run.stderr
 
 
@@ -305,7 +307,7 @@ async def test_errors_reach_stderr_when_stdout_is_not_a_terminal(batch: dict, na
 
     assert run.returncode != 0, run
     line = one_line(run)
-    assert run.result()["error"] in line
+    assert run.result()["error"]["message"] in line
 
 
 async def test_unknown_task_exits_1_with_not_found(batch: dict) -> None:
@@ -315,9 +317,11 @@ async def test_unknown_task_exits_1_with_not_found(batch: dict) -> None:
     assert run.returncode == 1, run
     result = run.result()
     assert result["outcome"] == "error"
-    assert "does not exist" in result["error"]
-    assert "13000309" in result["error"]
-    assert "trace id" in result["error"]
+    assert "does not exist" in result["error"]["message"]
+    assert "13000309" in result["error"]["message"]
+    assert "trace id" in result["error"]["message"]
+    assert result["error"]["code"] == "13000309"
+    assert result["error"]["type"] == "NotFoundError"
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from koodrive_tasks import (
     TaskType,
     TransportError,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 
 def sent(mock: MockKooDrive, url: str) -> list[dict[str, Any]]:

@@ -26,8 +26,8 @@ from koodrive_tasks import (
     RateLimitedError,
     ServerError,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks._wire import api_error, parse_retry_after
+from koodrive_tasks.testing import VirtualClock
 
 KDSTOKEN = "kds-SHARE-SECRET-987"
 

@@ -25,8 +25,8 @@ from koodrive_tasks import (
     TaskStatus,
     TaskType,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Emulator, Fault, Outcome, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 POLICY = PollPolicy(initial_delay=1, factor=1.5, max_delay=20, timeout=3600)
 

@@ -14,7 +14,7 @@ from koodrive_tasks import (
     TaskStatus,
     WaitTimeoutError,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 DETAIL = f"{BASE}/koodrive/ose/v1/share/taskDetail"
 

@@ -20,8 +20,8 @@ from koodrive_tasks import (
     WaitTimeoutError,
 )
 from koodrive_tasks._policy import PollPlan, estimate_end
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Emulator, Stall, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 NO_JITTER = PollPolicy(jitter=0, initial_delay=1.0, progress_aware=True)
 S = ProgressSample

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 
 from koodrive_tasks import BearerToken, InvalidArgumentError, KooDriveClient, PollPolicy, TaskStatus
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Emulator, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 POLICY = PollPolicy(initial_delay=2, factor=2, max_delay=30, jitter=0, timeout=3600)
 

@@ -20,7 +20,7 @@ from koodrive_tasks import (
     WaitTimeoutError,
 )
 from koodrive_tasks._policy import PollPlan
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 STEADY = PollPolicy(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
 

@@ -28,7 +28,7 @@ from koodrive_tasks import (
     RequestEvent,
     RetryEvent,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 POLICY = PollPolicy(
     initial_delay=5, factor=1, max_delay=5, jitter=0, timeout=1000, progress_aware=False

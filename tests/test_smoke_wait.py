@@ -5,7 +5,7 @@ from __future__ import annotations
 from kd_fakes import PACKAGE_URL, MockKooDrive, shape_a, shape_b
 
 from koodrive_tasks import KooDriveClient, TaskStatus
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 
 async def test_wait_yields_changes_and_returns_url(

@@ -23,7 +23,7 @@ from koodrive_tasks import (
     TaskStatus,
     WaitTimeoutError,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 
 def polls(mock: MockKooDrive) -> int:

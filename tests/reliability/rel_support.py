@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from koodrive_tasks import AppSignature, BearerToken, KooDriveClient, PollPolicy
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Emulator
+from koodrive_tasks.testing import VirtualClock
 
 # Known secret values: every suite uses these, and the autouse guard in conftest.py
 # fails a test whose logs or exceptions show any of them.

@@ -25,8 +25,8 @@ from rel_support import (
 )
 
 from koodrive_tasks import TaskStatus
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Fault, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 CANCEL = settings(
     max_examples=25,

@@ -18,7 +18,7 @@ from aiohttp import web
 from rel_support import SHARE, TOKEN, RawServer
 
 from koodrive_tasks import BearerToken, KooDriveClient, PollPolicy, WaitTimeoutError
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 
 class HangingServer(RawServer):

@@ -28,7 +28,7 @@ from koodrive_tasks import (
     MalformedResponseError,
     TaskInfo,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
+from koodrive_tasks.testing import VirtualClock
 
 FUZZ = settings(
     max_examples=100,

@@ -30,8 +30,8 @@ from koodrive_tasks import (
     KooDriveError,
     ProtocolError,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 
 async def wait_with_url(url: str, *, allow_insecure: bool) -> object:

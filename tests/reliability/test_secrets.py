@@ -45,8 +45,8 @@ from koodrive_tasks import (
     WaitTimeoutError,
     _wire,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Fault, Outcome, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 
 async def ask(

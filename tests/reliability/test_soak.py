@@ -41,8 +41,8 @@ from koodrive_tasks import (
     TaskResultCode,
     WaitTimeoutError,
 )
-from koodrive_tasks._virtual_clock import VirtualClock
 from koodrive_tasks.emulator import Fault, FaultPlan, Outcome, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 pytestmark = pytest.mark.soak
 

@@ -1,9 +1,15 @@
-"""A virtual clock for tests and simulations: sleeps take no real time.
+"""Test support: a virtual clock for the client and the emulator, and what the plugin needs.
 
-Time jumps to the earliest sleeper's wake-up once the event loop has nothing else
-ready to run, the way trio's autojump clock does. Real I/O still happens in real
-time (a request in flight does not stop virtual time from moving for others).
-Private: used by this project's tests and benchmarks.
+Pass one :class:`VirtualClock` to both ``KooDriveClient(clock=...)`` and
+``Emulator(clock=...)`` and waits, backoff, deadlines and task life cycles run in
+zero real time::
+
+    clock = VirtualClock()
+    async with Emulator(clock=clock) as emu, KooDriveClient(emu.url, ..., clock=clock) as kd:
+        url = await kd.wait_for_task("share-1", emu.add_task())   # an hour-long task, instantly
+
+The pytest plugin (``koodrive_clock``, ``koodrive_emulator``, ``koodrive_client``)
+wires exactly this.
 """
 
 from __future__ import annotations
@@ -14,6 +20,12 @@ import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+from .exceptions import InvalidArgumentError
+
+__all__ = ["VirtualClock"]
+
+# The loop must look idle this many rounds in a row before time jumps: a callback that
+# schedules another (a chain of call_soon) is still work in progress, not idleness.
 _IDLE_ROUNDS = 3
 
 
@@ -39,37 +51,61 @@ class _VirtualTimer:
 
 
 class VirtualClock:
-    """Implements the ``Clock`` protocol in virtual time.
+    """A :class:`~koodrive_tasks.Clock` whose sleeps take no real time.
+
+    With ``autojump`` (the default) time jumps to the earliest sleeper's wake-up once
+    the event loop has nothing else ready to run, the way trio's autojump clock does;
+    without it, time moves only when :meth:`advance` is called. Real I/O still takes
+    real time: a request in flight does not stop virtual time from moving for others.
 
     Args:
         start: The initial monotonic reading.
-        wall_start: The wall-clock time at ``start``.
+        wall_start: The wall-clock time at ``start`` (aware, UTC).
+        autojump: Jump ahead whenever the loop is idle.
+
+    Attributes:
+        sleeps: How many times :meth:`sleep` was called (tests count backoff steps).
     """
 
     def __init__(
         self,
         start: float = 0.0,
         wall_start: datetime = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc),
+        *,
+        autojump: bool = True,
     ) -> None:
+        if wall_start.tzinfo is None:
+            raise InvalidArgumentError("wall_start must be an aware datetime (UTC)")
         self._now = start
         self._start = start
         self._wall_start = wall_start
+        self._autojump = autojump
         self._sleepers: list[tuple[float, int, asyncio.Future[None] | _VirtualTimer]] = []
         self._seq = itertools.count()
         self._tick_scheduled = False
         self._idle = 0
         self.sleeps = 0
 
+    def __repr__(self) -> str:
+        return f"<VirtualClock t={self._now:g} sleepers={len(self._sleepers)}>"
+
     def monotonic(self) -> float:
         """Virtual seconds."""
         return self._now
 
     def now(self) -> datetime:
-        """Virtual wall-clock time."""
+        """Virtual wall-clock time (aware, UTC)."""
         return self._wall_start + timedelta(seconds=self._now - self._start)
 
     def advance(self, seconds: float) -> None:
-        """Move time forward by hand, waking every sleeper that is due."""
+        """Move time forward by hand, waking every sleeper that is due.
+
+        Raises:
+            InvalidArgumentError: If ``seconds`` is negative: a monotonic clock never
+                goes back.
+        """
+        if not seconds >= 0:
+            raise InvalidArgumentError(f"a clock cannot go back (advance({seconds!r}))")
         self._now += seconds
         self._wake_due()
 
@@ -97,7 +133,7 @@ class VirtualClock:
         return timer
 
     def _schedule_tick(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self._tick_scheduled:
+        if self._autojump and not self._tick_scheduled:
             self._tick_scheduled = True
             loop.call_soon(self._tick, loop)
 
@@ -107,6 +143,7 @@ class VirtualClock:
             heapq.heappop(self._sleepers)
         if not self._sleepers:
             return
+        # asyncio offers no public "is anything ready?": the ready queue is read directly.
         ready = getattr(loop, "_ready", None)
         if ready:  # others can still run: let them, and look again after
             self._idle = 0
