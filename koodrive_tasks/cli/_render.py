@@ -10,7 +10,7 @@ import json
 import time
 from typing import Protocol, TextIO
 
-from ._models import ProgressUpdate, TaskStatus
+from .._models import ProgressUpdate, TaskStatus
 
 _BAR_WIDTH = 30
 _REDRAW_INTERVAL = 0.1

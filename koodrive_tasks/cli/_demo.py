@@ -11,14 +11,14 @@ from typing import TextIO
 
 import aiohttp
 
-from ._auth import BearerToken
-from ._cli_render import JsonLines, Renderer
-from ._client import KooDriveClient
-from ._models import TaskRef, TaskType
-from ._outcome import TaskOutcome
-from ._policy import PollPolicy
-from .cli import classify
-from .emulator import Emulator, Outcome, RandomScripts, TaskScript
+from .._auth import BearerToken
+from .._client import KooDriveClient
+from .._models import TaskRef, TaskType
+from .._outcome import TaskOutcome
+from .._policy import PollPolicy
+from ..emulator import Emulator, Outcome, RandomScripts, TaskScript
+from ._outcomes import classify
+from ._render import JsonLines, Renderer
 
 SHARE_ID = "demo-share"
 CONTAINER_ID = "demo-space"

@@ -1,19 +1,4 @@
-"""``koodrive-tasks``: wait for, watch and create KooDrive share tasks; run the emulator.
-
-Exit codes (``wait``, ``watch``, ``create --wait``, ``demo``; the worst task decides):
-
-===  ==================================================================
-0    completed, every file succeeded
-1    any other error (network, protocol, server, invalid arguments)
-2    bad command line
-3    completed, some files failed (the URL is still printed)
-4    completed, every file failed
-5    canceled
-6    timed out
-7    authentication failed (token, app signature, clock skew)
-130  interrupted
-===  ==================================================================
-"""
+"""The command line: configuration from flags and the environment, the commands, the parser."""
 
 from __future__ import annotations
 
@@ -29,58 +14,22 @@ from typing import TextIO
 
 from yarl import URL
 
-from ._auth import AppSignature, Auth, BearerToken
-from ._cli_render import Bars, JsonLines, Renderer
-from ._client import KooDriveClient
-from ._models import TargetFolder, TaskRef, TaskType
-from ._outcome import TaskOutcome
-from .exceptions import InvalidArgumentError, KooDriveError
+from .._auth import AppSignature, Auth, BearerToken
+from .._client import KooDriveClient
+from .._models import TargetFolder, TaskRef, TaskType
+from ..exceptions import KooDriveError
+from ._outcomes import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    classify,
+    exit_code_for,
+    worst,
+)
+from ._render import Bars, JsonLines, Renderer
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-EXIT_FAILED = 4
-EXIT_CANCELED = 5
-EXIT_TIMEOUT = 6
-EXIT_AUTH = 7
-EXIT_INTERRUPTED = 130
-# Which exit code wins when several tasks end differently: the last in this list.
-_SEVERITY = (EXIT_OK, EXIT_PARTIAL, EXIT_FAILED, EXIT_CANCELED, EXIT_TIMEOUT, EXIT_AUTH, EXIT_ERROR)
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-
-class CommandError(Exception):
-    """Raised when the command line cannot be acted on; printed as one line."""
-
-
-def worst(codes: Sequence[int]) -> int:
-    """The exit code of the worst outcome."""
-    return max(codes, key=_SEVERITY.index, default=EXIT_OK)
-
-
-_EXIT_CODES = {
-    "completed": EXIT_OK,
-    "partially_failed": EXIT_PARTIAL,
-    "failed": EXIT_FAILED,
-    "canceled": EXIT_CANCELED,
-    "timeout": EXIT_TIMEOUT,
-    "auth_error": EXIT_AUTH,
-    "error": EXIT_ERROR,
-}
-
-
-def classify(outcome: TaskOutcome) -> tuple[str, int, dict[str, object]]:
-    """(outcome word, exit code, the outcome's JSON form) for one task's outcome."""
-    return outcome.kind, _EXIT_CODES[outcome.kind], outcome.to_dict()
-
-
-def exit_code_for(error: KooDriveError) -> int:
-    """The exit code of an error raised outside a wait."""
-    if isinstance(error, InvalidArgumentError):
-        return EXIT_USAGE
-    return classify(TaskOutcome(TaskRef("-", "-"), None, None, error))[1]
-
 
 # --- configuration ------------------------------------------------------------------------
 
@@ -211,7 +160,7 @@ async def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
 
 async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """``serve``: run the emulator until interrupted."""
-    from .emulator import serve  # noqa: PLC0415 - only `serve` needs the emulator loaded
+    from ..emulator import serve  # noqa: PLC0415 - only `serve` needs the emulator loaded
 
     token = args.token or _env("KOODRIVE_TOKEN")
 
@@ -384,7 +333,3 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
 def console_main() -> None:
     """The ``koodrive-tasks`` console script: exit with :func:`main`'s code."""
     sys.exit(main())
-
-
-if __name__ == "__main__":  # pragma: no cover
-    console_main()
