@@ -11,9 +11,10 @@ the download URL of the finished package::
 """
 
 from ._auth import AppSignature, BearerToken
-from ._client import KooDriveClient
+from ._batches import CompletionStream, TaskBatch, UpdateStream
+from ._client import USE_CLIENT_DEFAULT, KooDriveClient, UseClientDefault
 from ._clock import AsyncioClock, Clock
-from ._many import CompletionStream, TaskBatch, UpdateStream
+from ._limits import Limits
 from ._models import (
     FileResult,
     FileStatus,
@@ -27,7 +28,7 @@ from ._models import (
 )
 from ._outcome import TaskOutcome
 from ._policy import PollPolicy, ProgressSample
-from ._scheduler import ClientStats, Limits, RequestEvent, RetryEvent
+from ._stats import ClientStats, RequestEvent, RetryEvent
 from ._waiter import TaskWaiter
 from .exceptions import (
     APIError,
@@ -35,6 +36,8 @@ from .exceptions import (
     ClientClosedError,
     ClockSkewError,
     ConnectError,
+    CredentialProviderError,
+    EventLoopMismatchError,
     InsecureURLError,
     InvalidArgumentError,
     InvalidParameterError,
@@ -66,6 +69,8 @@ __all__ = [
     "ClockSkewError",
     "CompletionStream",
     "ConnectError",
+    "CredentialProviderError",
+    "EventLoopMismatchError",
     "FileResult",
     "FileStatus",
     "InsecureURLError",
@@ -100,6 +105,8 @@ __all__ = [
     "TaskType",
     "TaskWaiter",
     "TransportError",
+    "USE_CLIENT_DEFAULT",
     "UpdateStream",
+    "UseClientDefault",
     "WaitTimeoutError",
 ]

@@ -10,8 +10,8 @@ from typing import Protocol
 from yarl import URL
 
 from . import _signing
-from ._validate import is_text
-from .exceptions import InvalidArgumentError
+from ._validate import has_control_character, is_text
+from .exceptions import CredentialProviderError, InvalidArgumentError
 
 TokenProvider = Callable[[], Awaitable[str]]
 
@@ -75,15 +75,44 @@ class BearerToken:
     def __repr__(self) -> str:
         if self._provider is None:
             return "BearerToken(<redacted>)"
-        name = getattr(self._provider, "__qualname__", type(self._provider).__name__)
-        return f"BearerToken(provider={name})"
+        return f"BearerToken(provider={self._provider_name})"
+
+    @property
+    def _provider_name(self) -> str:
+        return getattr(self._provider, "__qualname__", type(self._provider).__name__)
 
     async def _fetch(self) -> str:
+        """A fresh token from the provider, or a :class:`CredentialProviderError`.
+
+        The provider runs as a task of its own, so that its own ``CancelledError`` (it
+        may await a shared refresh that someone else cancelled) is told apart from a
+        cancellation of this request: the first is the provider's failure, the second
+        is propagated (and the provider cancelled with it).
+        """
         assert self._provider is not None  # noqa: S101 - only called with a provider
-        token = await self._provider()
+        call = asyncio.ensure_future(self._provider())
+        try:
+            await asyncio.wait((call,))
+        except BaseException:
+            call.cancel()
+            raise
+        name = self._provider_name
+        if call.cancelled():
+            raise CredentialProviderError(
+                f"the token provider {name} was cancelled without being asked to "
+                "(did it await a task someone else cancelled?)",
+                provider=name,
+            )
+        failure = call.exception()
+        if failure is not None:
+            # The provider's message is not quoted: it may hold a client secret.
+            raise CredentialProviderError(
+                f"the token provider {name} failed ({type(failure).__name__})", provider=name
+            ) from None
+        token = call.result()
         if not isinstance(token, str):
-            raise InvalidArgumentError("the token provider returned a non-string token")
-        _check_token(token, "the token provider returned a token that ")
+            raise InvalidArgumentError(f"the token provider {name} returned a non-string token")
+        _check_token(token, f"the token provider {name} returned a token that ")
         self._seen.append(token)
         del self._seen[:-4]  # remember the last few for redaction, not every token ever
         return token
@@ -138,6 +167,11 @@ class AppSignature:
             if not is_text(value):
                 # Never quoted: it may be the secret.
                 raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")
+            if name != "app_secret" and has_control_character(value):
+                raise InvalidArgumentError(
+                    f"{name} holds a control character (a trailing newline from a file?): "
+                    "no HTTP header can carry it"
+                )
         self.app_id = app_id
         self.user_id = user_id
         self._secret = app_secret
@@ -183,7 +217,7 @@ def _check_token(token: str, prefix: str = "the access token ") -> None:
     """Refuse a token no HTTP header can carry, without quoting it."""
     if not token.strip():
         raise InvalidArgumentError(f"{prefix}is empty")
-    if any(ord(char) < 32 or ord(char) == 127 for char in token):
+    if has_control_character(token):
         raise InvalidArgumentError(
             f"{prefix}holds a control character (a trailing newline from a file?): "
             "no HTTP header can carry it"

@@ -1,62 +1,59 @@
-"""``KooDriveClient``: one aiohttp session, both auth schemes, typed errors."""
+"""``KooDriveClient``: the public façade over the waits, the poll streams and the request path."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import os
+import enum
+import math
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime
-from types import EllipsisType, TracebackType
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
+from typing import Final, Union
 
 import aiohttp
 from yarl import URL
 
 from . import _resume, _wire
 from ._auth import Auth
+from ._batches import CompletionStream, TaskBatch, UpdateStream
 from ._clock import AsyncioClock, Clock
-from ._many import CompletionStream, TaskBatch, TaskLike, UpdateStream
+from ._families import detail_request
+from ._limiter import LocalLimiter
+from ._limits import Limits
 from ._models import TargetFolder, TaskInfo, TaskRef, TaskType
 from ._outcome import TaskOutcome
 from ._policy import PollPolicy
-from ._redact import REDACTED
-from ._scheduler import ClientStats, Limits, RequestEvent, RequestScheduler, RetryEvent, call_hook
+from ._stats import ClientStats, RequestEvent, RetryEvent
 from ._streams import PollStreams
-from ._validate import is_text
-from ._waiter import TaskWaiter
-from ._wire import SHARE_TASKS_PATH, TASK_DETAIL_PATH, DetailQuery
+from ._transport import Request, Transport
+from ._validate import header_value
+from ._wait import Wait
+from ._waiter import TaskWaiter, wait_of
 from .exceptions import (
-    ClockSkewError,
+    ClientClosedError,
     ConnectError,
     InvalidArgumentError,
     KooDriveError,
-    MalformedResponseError,
-    ProtocolError,
     RateLimitedError,
-    RequestTimeoutError,
-    TransportError,
 )
-
-logger = logging.getLogger("koodrive_tasks")
-_T = TypeVar("_T")
 
 DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 """A task detail is a few KB; a 1000-file ``taskInfos`` list stays far below 1 MiB."""
 MAX_FILE_IDS = 1000
-TRACE_ID_LENGTH = 58
-_X_DATE_WINDOW = 15 * 60
 _DEFAULT_ATTEMPTS = 4
-_KEPT_QUERIES = 256  # get_share_task requests kept per client, see _detail_query
+
+TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
 
 
-def new_trace_id() -> str:
-    """A random 58-character ``X-Traceid``."""
-    # What secrets.token_hex does, minus its two Python-level calls.
-    return os.urandom(TRACE_ID_LENGTH // 2).hex()
+class UseClientDefault(enum.Enum):
+    """The type of :data:`USE_CLIENT_DEFAULT`."""
+
+    USE_CLIENT_DEFAULT = "use the client's default"
+
+
+USE_CLIENT_DEFAULT: Final = UseClientDefault.USE_CLIENT_DEFAULT
+"""Stands for "the client's (or the policy's) default" where ``None`` means something else."""
 
 
 class KooDriveClient:
@@ -67,19 +64,21 @@ class KooDriveClient:
         async with KooDriveClient(base_url, auth=BearerToken(token)) as kd:
             url = await kd.wait_for_task(share_id, task_id)
 
+    A client belongs to the event loop it is first used in.
+
     Args:
         base_url: ``https://intl.myhuaweicloud-koodrive.com``, the China host, or an
             emulator's URL.
         auth: :class:`BearerToken` or :class:`AppSignature`.
         session: An ``aiohttp.ClientSession`` to use. The client never closes a session
             it did not create.
-        request_timeout: Seconds one HTTP request may take, body included.
+        request_timeout: Seconds one HTTP request may take, credentials and body included.
         language: Sent as the ``language`` header (``en-US``, ``zh-CN``).
         agent_name: Sent as ``X-Hw-Agentname`` (carrier edition only).
         policy: Default :class:`PollPolicy` of waits.
         attempts: How many times a one-shot call (``get_share_task``) tries before
             raising a transient error.
-        max_response_bytes: Larger answers are refused without being read whole.
+        max_response_bytes: Larger answers (decoded) are refused without being read whole.
         allow_insecure_urls: Accept ``http`` base and download URLs (an emulator on
             loopback); otherwise both must be ``https``.
         clock: Time source; tests inject a virtual clock.
@@ -90,7 +89,7 @@ class KooDriveClient:
             failure. Hooks must be quick; an exception in one is logged and ignored.
 
     Raises:
-        InvalidArgumentError: If an argument is invalid.
+        InvalidArgumentError: If an argument is invalid (before anything is sent).
     """
 
     def __init__(
@@ -111,56 +110,76 @@ class KooDriveClient:
         on_request: Callable[[RequestEvent], None] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
     ) -> None:
-        try:
-            url = URL(base_url)
-        except (TypeError, ValueError) as error:
-            raise InvalidArgumentError(f"base_url is not a URL: {error}") from None
-        if url.scheme not in ("https", "http") or not url.host:
-            raise InvalidArgumentError("base_url must be an absolute http(s) URL")
-        if url.scheme == "http" and not allow_insecure_urls:
-            raise InvalidArgumentError(
-                "base_url must use https; pass allow_insecure_urls=True for a local emulator"
-            )
-        if url.user or url.password or url.query_string or url.fragment:
-            raise InvalidArgumentError("base_url must not carry credentials, a query or a fragment")
-        if not request_timeout > 0:
-            raise InvalidArgumentError("request_timeout must be > 0")
-        if attempts < 1:
-            raise InvalidArgumentError("attempts must be >= 1")
-        if max_response_bytes < 1024:
-            raise InvalidArgumentError("max_response_bytes must be >= 1024")
-        self._base_path = url.path.rstrip("/")
-        self._base = url.with_path("/")
-        self._urls: dict[str, URL] = {}
-        self._queries: dict[tuple[str, str, str | None], DetailQuery] = {}
-        self._auth = auth
-        self._session = session
-        self._owns_session = session is None
-        self._request_timeout = float(request_timeout)
-        self._default_timeout = aiohttp.ClientTimeout(total=self._request_timeout)
-        self._static_headers = {"Content-Type": "application/json"}
-        if language:
-            self._static_headers["language"] = language
-        if agent_name:
-            self._static_headers["X-Hw-Agentname"] = agent_name
+        url = _base_url(base_url, allow_insecure_urls)
+        _check_types(
+            auth=auth,
+            session=session,
+            request_timeout=request_timeout,
+            policy=policy,
+            attempts=attempts,
+            max_response_bytes=max_response_bytes,
+            allow_insecure_urls=allow_insecure_urls,
+            clock=clock,
+            limits=limits,
+            on_request=on_request,
+            on_retry=on_retry,
+        )
+        headers = {}
+        if (value := header_value("language", language)) is not None:
+            headers["language"] = value
+        if (value := header_value("agent_name", agent_name)) is not None:
+            headers["X-Hw-Agentname"] = value
         self.policy = policy or PollPolicy()
-        self._attempts = attempts
-        self._max_response_bytes = max_response_bytes
         self.allow_insecure_urls = allow_insecure_urls
         self.clock: Clock = clock or AsyncioClock()
-        self.stats = ClientStats()
-        self._scheduler = RequestScheduler(limits or Limits(), self.clock)
-        self._streams = PollStreams(self._scheduler.limits.max_in_flight)
-        self._on_request = on_request
-        self._on_retry = on_retry
+        self._limiter = LocalLimiter(limits or Limits(), self.clock)
+        self.stats = ClientStats(gauges=self)
+        self._transport = Transport(
+            url,
+            auth=auth,
+            session=session,
+            request_timeout=float(request_timeout),
+            static_headers=headers,
+            max_response_bytes=max_response_bytes,
+            clock=self.clock,
+            limiter=self._limiter,
+            stats=self.stats,
+            policy=self.policy,
+            attempts=attempts,
+            on_request=on_request,
+            on_retry=on_retry,
+        )
+        self._streams = PollStreams(self._transport, detail_request)
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
-        self._closed = False
 
     def __repr__(self) -> str:
-        return f"KooDriveClient({str(self._base.with_path(self._base_path or '/'))!r}, auth={self._auth!r})"
+        return (
+            f"<KooDriveClient {self._transport.base_url!r} auth={self._transport.auth!r} "
+            f"streams={len(self._streams)} {self._limiter!r}"
+            f"{' closed' if self._transport.closed else ''}>"
+        )
+
+    # --- the gauges ClientStats reads ------------------------------------------------------
+
+    @property
+    def in_flight(self) -> int:
+        """Requests in flight now (also ``stats.in_flight``)."""
+        return self._limiter.in_flight
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for their turn now (also ``stats.queued``)."""
+        return self._limiter.queued
+
+    @property
+    def streams(self) -> int:
+        """Tasks being polled now (also ``stats.streams``)."""
+        return len(self._streams)
+
+    # --- life cycle ------------------------------------------------------------------------
 
     async def __aenter__(self) -> KooDriveClient:
-        self._get_session()
+        self._transport.session()
         return self
 
     async def __aexit__(
@@ -172,62 +191,24 @@ class KooDriveClient:
         await self.close()
 
     async def close(self) -> None:
-        """Stop running batches; close the session if the client created it.
+        """End every wait and batch with ``ClientClosedError``; close an owned session.
 
-        A session passed in by the caller stays open.
+        Awaiting waiters raise ``ClientClosedError``; batches deliver it as the outcome
+        of every task not ended yet, then end. A session passed in by the caller stays
+        open. Closing twice is harmless.
         """
-        self._closed = True
-        self._queries.clear()  # they may hold kdstokens
+        if self._transport.closed:
+            return
+        error = ClientClosedError("this KooDriveClient was closed while the wait was running")
         for batch in list(self._batches):
-            await batch.aclose()
-        cancelled = self._streams.close(KooDriveError("this KooDriveClient is closed"))
+            batch.end(error)
+        cancelled = self._streams.close(error)
+        self._limiter.close(error)
+        await self._transport.close()
         if cancelled:
             await asyncio.gather(*cancelled, return_exceptions=True)
-        if self._owns_session and self._session is not None:
-            await self._session.close()
-            self._session = None
 
-    def _detail_query(self, share_id: str, task_id: str, kdstoken: str | None) -> DetailQuery:
-        """The request for one task, its ids and kdstoken checked, built once and kept.
-
-        A caller polling with get_share_task sends the same request again and again;
-        building (and checking) it each time cost about 1 % of a poll's CPU.
-
-        Raises:
-            InvalidArgumentError: If an id or the kdstoken cannot be sent.
-        """
-        # Only plain strings are kept: a str subclass may equal another value (and a
-        # kdstoken of another type must meet detail_query's check every time).
-        kept = (
-            type(share_id) is str
-            and type(task_id) is str
-            and (kdstoken is None or type(kdstoken) is str)
-        )
-        key = (share_id, task_id, kdstoken)
-        if kept:
-            query = self._queries.get(key)
-            if query is not None:
-                return query  # its ids passed the checks below when it was built
-        # The plain check first: _require_ids(**ids) builds a dict on every call.
-        if not (
-            type(share_id) is str and share_id.strip() and type(task_id) is str and task_id.strip()
-        ):
-            _require_ids(share_id=share_id, task_id=task_id)
-        query = _wire.detail_query(share_id, task_id, kdstoken)
-        if kept and not self._closed:  # close() dropped them: keep none after it
-            if len(self._queries) >= _KEPT_QUERIES:
-                self._queries.clear()  # bounded, and simple: a miss costs one build
-            self._queries[key] = query
-        return query
-
-    def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise KooDriveError("this KooDriveClient is closed")
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    # --- public calls -------------------------------------------------------------------
+    # --- one-shot calls ----------------------------------------------------------------------
 
     async def get_share_task(
         self, share_id: str, task_id: str, *, kdstoken: str | None = None
@@ -245,25 +226,8 @@ class KooDriveClient:
         Raises:
             KooDriveError: A subclass saying what went wrong.
         """
-        kdstoken = kdstoken or None
-        query = self._detail_query(share_id, task_id, kdstoken)
-        secret = (kdstoken,) if kdstoken else ()
-        try:
-            # The first attempt goes straight: most calls need no retry, and
-            # _with_retries' closures and frame cost about 1 % of a poll's CPU.
-            return await self._post(
-                TASK_DETAIL_PATH, query.body, secret, query.operation, query.parse
-            )
-        except KooDriveError as error:
-            if not error.retryable or self._attempts == 1:
-                raise
-            failure = error
-        return await self._with_retries(
-            lambda: self._post(TASK_DETAIL_PATH, query.body, secret, query.operation, query.parse),
-            task_id=task_id,
-            may_retry=lambda error: error.retryable,
-            failed=failure,
-        )
+        request = detail_request(TaskRef(share_id, task_id, kdstoken))
+        return await self._transport.call(request, task_id=task_id, may_retry=_retryable)
 
     async def create_share_task(
         self,
@@ -295,8 +259,9 @@ class KooDriveClient:
             KooDriveError: A subclass saying what the server answered. Only throttling
                 and refused connections are retried: a task must not be created twice.
         """
+        ref = TaskRef(share_id, "-", kdstoken)  # checks the share id and the kdstoken
         ids = tuple(file_ids) if not isinstance(file_ids, str) else (file_ids,)
-        _require_ids(share_id=share_id, container_id=container_id)
+        _require_ids(container_id=container_id)
         if not 1 <= len(ids) <= MAX_FILE_IDS:
             raise InvalidArgumentError(
                 f"file_ids must hold 1 to {MAX_FILE_IDS} ids, got {len(ids)}"
@@ -305,7 +270,6 @@ class KooDriveClient:
             raise InvalidArgumentError("every file id must be a non-empty string")
         if zip_name is not None and not (isinstance(zip_name, str) and zip_name.strip()):
             raise InvalidArgumentError("zip_name must be a non-empty string")
-        kdstoken = kdstoken or None
         try:
             task_type = TaskType(task_type)
         except ValueError:
@@ -317,7 +281,7 @@ class KooDriveClient:
                 raise InvalidArgumentError("a package-download task needs zip_name")
             if target is not None:
                 raise InvalidArgumentError("target is for dump tasks, not package downloads")
-        elif target is None:
+        elif not isinstance(target, TargetFolder):
             raise InvalidArgumentError(
                 "a dump task needs target=TargetFolder(container_id, file_id)"
             )
@@ -330,50 +294,47 @@ class KooDriveClient:
             file_ids=ids,
             zip_name=zip_name,
             target=None if target is None else (target.container_id, target.file_id),
-            kdstoken=kdstoken,
+            kdstoken=ref.kdstoken,
         )
-        secret = (kdstoken,) if kdstoken else ()
-        return await self._with_retries(
-            lambda: self._post(
-                SHARE_TASKS_PATH, body, secret, "create share task", _wire.parse_created_task_id
-            ),
-            task_id=None,
-            # Only failures where the server surely did nothing are safe to repeat.
-            may_retry=lambda error: isinstance(error, (ConnectError, RateLimitedError)),
+        request = Request(
+            "POST",
+            _wire.SHARE_TASKS_PATH,
+            "create share task",
+            _wire.parse_created_task_id,
+            body=_wire.encode_body(body),
+            secrets=(ref.kdstoken,) if ref.kdstoken else (),
         )
+        # Only failures where the server surely did nothing are safe to repeat.
+        return await self._transport.call(request, task_id=None, may_retry=_nothing_was_done)
 
-    async def _with_retries(
+    # --- waits ---------------------------------------------------------------------------------
+
+    def _wait(
         self,
-        call: Callable[[], Awaitable[_T]],
-        *,
-        task_id: str | None,
-        may_retry: Callable[[KooDriveError], bool],
-        failed: KooDriveError | None = None,
-    ) -> _T:
-        """``call()``, repeated up to ``attempts`` times while ``may_retry`` says so.
-
-        ``failed`` is the retryable error of a first attempt the caller made itself.
-        """
-        first = 1
-        if failed is not None:
-            await self._pause_before_retry(task_id, failed, 1)
-            first = 2
-        for attempt in range(first, self._attempts + 1):
-            try:
-                return await call()
-            except KooDriveError as error:
-                if not may_retry(error) or attempt == self._attempts:
-                    raise
-                await self._pause_before_retry(task_id, error, attempt)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _pause_before_retry(
-        self, task_id: str | None, error: KooDriveError, attempt: int
-    ) -> None:
-        delay = self.policy.retry_delay(attempt, getattr(error, "retry_after", None))
-        self._retried(task_id, error, attempt, delay)
-        logger.info("retrying in %.2f s after %s", delay, type(error).__name__)
-        await self.clock.sleep(delay)
+        ref: TaskRef,
+        timeout: float | UseClientDefault | None,
+        policy: PollPolicy | None,
+        resume: _resume.WaitState | None = None,
+    ) -> Wait:
+        if policy is not None and not isinstance(policy, PollPolicy):
+            raise InvalidArgumentError(f"policy must be a PollPolicy, got {type(policy).__name__}")
+        effective = (policy or self.policy).timeout if timeout is USE_CLIENT_DEFAULT else timeout
+        if effective is not None and not (
+            isinstance(effective, (int, float))
+            and not isinstance(effective, bool)
+            and effective > 0
+            and not math.isnan(effective)
+        ):
+            raise InvalidArgumentError(f"timeout must be > 0 or None, got {effective!r}")
+        return Wait(
+            self._streams,
+            self.clock,
+            ref,
+            policy=policy or self.policy,
+            timeout=effective,
+            allow_insecure_urls=self.allow_insecure_urls,
+            resume=resume,
+        )
 
     def wait_for_task(
         self,
@@ -381,7 +342,7 @@ class KooDriveClient:
         task_id: str,
         *,
         kdstoken: str | None = None,
-        timeout: float | EllipsisType | None = ...,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         policy: PollPolicy | None = None,
     ) -> TaskWaiter:
         """Wait for a task to end; await the result, or iterate for progress updates.
@@ -400,25 +361,42 @@ class KooDriveClient:
             policy: Polling policy; by default the client's.
 
         Raises:
-            InvalidArgumentError: If an id, the kdstoken or the timeout is invalid.
+            InvalidArgumentError: If an id, the kdstoken, the policy or the timeout is invalid.
         """
-        _require_ids(share_id=share_id, task_id=task_id)
-        _wire.task_detail_json(share_id, task_id, kdstoken or None)  # a kdstoken it can send
-        return TaskWaiter(
-            self,
-            self._streams,
-            share_id,
-            task_id,
-            kdstoken=kdstoken,
-            policy=policy or self.policy,
-            timeout=self._timeout(timeout, policy),
-        )
+        return TaskWaiter(self._wait(TaskRef(share_id, task_id, kdstoken), timeout, policy))
+
+    def _batch(
+        self,
+        kind: type[TaskBatch],
+        tasks: Iterable[TaskLike | TaskWaiter],
+        timeout: float | UseClientDefault | None,
+        policy: PollPolicy | None,
+        *,
+        updates: bool,
+    ) -> TaskBatch:
+        # The waits are made here, not when iteration starts: a bad id or kdstoken is an
+        # InvalidArgumentError from this call, before any wait of the batch has begun.
+        if isinstance(tasks, (str, bytes)):
+            raise InvalidArgumentError(
+                "tasks must be an iterable of TaskRef or (share_id, task_id)"
+            )
+        waits = [
+            wait_of(task)
+            if isinstance(task, TaskWaiter)
+            else self._wait(TaskRef.of(task), timeout, policy)
+            for task in tasks
+        ]
+        batch = kind(waits, updates=updates)
+        self._batches.add(batch)
+        if self._transport.closed:
+            batch.end(ClientClosedError("this KooDriveClient is closed"))
+        return batch
 
     def watch_many(
         self,
         tasks: Iterable[TaskLike | TaskWaiter],
         *,
-        timeout: float | EllipsisType | None = ...,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         policy: PollPolicy | None = None,
     ) -> UpdateStream:
         """Merge the progress of several tasks into one stream.
@@ -428,52 +406,63 @@ class KooDriveClient:
         task's :class:`TaskOutcome`. One task failing does not stop the others.
 
         Args:
-            tasks: :class:`TaskRef` objects or ``(share_id, task_id)`` tuples.
+            tasks: :class:`TaskRef` objects, ``(share_id, task_id)`` tuples or waiters
+                (e.g. resumed ones).
             timeout: Per-task deadline, as in :meth:`wait_for_task`.
             policy: Polling policy; by default the client's.
         """
-        return UpdateStream(
-            self, tasks, updates=True, timeout=self._timeout(timeout, policy), policy=policy
-        )
+        batch = self._batch(UpdateStream, tasks, timeout, policy, updates=True)
+        assert isinstance(batch, UpdateStream)  # noqa: S101 - made from that class
+        return batch
 
     def as_completed(
         self,
         tasks: Iterable[TaskLike | TaskWaiter],
         *,
-        timeout: float | EllipsisType | None = ...,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         policy: PollPolicy | None = None,
     ) -> CompletionStream:
         """Yield each task's :class:`TaskOutcome` as soon as it ends (URL or typed error).
 
         Use as ``async with kd.as_completed(tasks) as done: async for outcome in done:``.
         """
-        return CompletionStream(
-            self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy
-        )
+        batch = self._batch(CompletionStream, tasks, timeout, policy, updates=False)
+        assert isinstance(batch, CompletionStream)  # noqa: S101 - made from that class
+        return batch
 
     async def wait_many(
         self,
         tasks: Iterable[TaskLike | TaskWaiter],
         *,
-        timeout: float | EllipsisType | None = ...,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         policy: PollPolicy | None = None,
     ) -> dict[TaskRef, TaskOutcome]:
         """Wait for every task; return each one's :class:`TaskOutcome`, in the order given.
 
         A failed, canceled or timed-out task is an outcome with ``error`` set; it never
-        aborts the others.
+        aborts the others. Closing the client ends the call with ``ClientClosedError``
+        outcomes for the tasks still running.
         """
-        batch = TaskBatch(
-            self, tasks, updates=False, timeout=self._timeout(timeout, policy), policy=policy
-        )
-        return await batch.results()
+        return await self._batch(TaskBatch, tasks, timeout, policy, updates=False).results()
 
-    def checkpoint(self, waiters: Iterable[TaskWaiter]) -> str:
-        """A continuation token for these waits: versioned JSON, no secrets.
+    # --- checkpoints -----------------------------------------------------------------------------
 
-        Store it; after a restart, :meth:`resume` continues the waits where they were.
+    def checkpoint(self, waits: Iterable[TaskWaiter | TaskBatch]) -> str:
+        """A continuation token for the waits whose outcome was not delivered yet.
+
+        Versioned JSON, no secrets. A waiter's outcome is delivered once it was returned
+        or raised to the code awaiting it (or its last update yielded); a batch's, once
+        the batch yielded it. So a checkpoint taken at any moment, resumed after a
+        restart, delivers every outcome at least once: see the README's "Resuming".
+
+        Args:
+            waits: Waiters and batches (a batch stands for its waits).
         """
-        return _resume.dump((w.state() for w in waiters), self.clock.now())
+        states: list[_resume.WaitState] = []
+        for item in waits:
+            members = item.waits() if isinstance(item, TaskBatch) else [wait_of(item)]
+            states.extend(wait.state() for wait in members if not wait.delivered)
+        return _resume.dump(states, self.clock.now())
 
     def resume(
         self,
@@ -494,8 +483,13 @@ class KooDriveClient:
             policy: Polling policy; by default the client's.
 
         Raises:
-            InvalidArgumentError: If the token is not a continuation token.
+            InvalidArgumentError: If the token is not a continuation token, or
+                ``kdstokens`` is not a mapping.
         """
+        if kdstokens is not None and not isinstance(kdstokens, Mapping):
+            raise InvalidArgumentError(
+                f"kdstokens must be a mapping of task id to kdstoken, got {type(kdstokens).__name__}"
+            )
         states, saved_at = _resume.load(token)
         elapsed = max(0.0, (self.clock.now() - saved_at).total_seconds())
         waiters = []
@@ -503,338 +497,104 @@ class KooDriveClient:
             timeout = state.timeout_left
             if timeout is not None:
                 timeout = max(1e-3, timeout - elapsed)  # an expired wait times out on first use
-            waiters.append(
-                TaskWaiter(
-                    self,
-                    self._streams,
-                    state.share_id,
-                    state.task_id,
-                    kdstoken=(kdstokens or {}).get(state.task_id),
-                    policy=policy or self.policy,
-                    timeout=timeout,
-                    resume=state,
-                )
-            )
+            ref = TaskRef(state.share_id, state.task_id, (kdstokens or {}).get(state.task_id))
+            waiters.append(TaskWaiter(self._wait(ref, timeout, policy, resume=state)))
         return waiters
 
-    def _track(self, batch: TaskBatch) -> None:
-        """Remember a running batch so that :meth:`close` can stop it."""
-        self._batches.add(batch)
 
-    def _timeout(
-        self, timeout: float | EllipsisType | None, policy: PollPolicy | None
-    ) -> float | None:
-        effective = (
-            (policy or self.policy).timeout if isinstance(timeout, EllipsisType) else timeout
+def _retryable(error: KooDriveError) -> bool:
+    return error.retryable
+
+
+def _nothing_was_done(error: KooDriveError) -> bool:
+    return isinstance(error, (ConnectError, RateLimitedError))
+
+
+def _base_url(base_url: object, allow_insecure_urls: object) -> URL:
+    if not isinstance(base_url, str):
+        raise InvalidArgumentError(f"base_url must be a string, got {type(base_url).__name__}")
+    try:
+        url = URL(base_url)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(f"base_url is not a URL: {error}") from None
+    if url.scheme not in ("https", "http") or not url.host:
+        raise InvalidArgumentError("base_url must be an absolute http(s) URL")
+    if url.scheme == "http" and allow_insecure_urls is not True:
+        raise InvalidArgumentError(
+            "base_url must use https; pass allow_insecure_urls=True for a local emulator"
         )
-        if effective is not None and not effective > 0:
-            raise InvalidArgumentError(f"timeout must be > 0 or None, got {effective!r}")
-        return effective
+    if url.user or url.password or url.query_string or url.fragment:
+        raise InvalidArgumentError("base_url must not carry credentials, a query or a fragment")
+    return url
 
-    # --- the request path ----------------------------------------------------------------
 
-    async def _post(
-        self,
-        path: str,
-        body: Mapping[str, object] | bytes,
-        secret: tuple[str, ...],
-        operation: str,
-        parse: Callable[[object], _T],
-        *,
-        deadline: float | None = None,
-        admitted: bool = False,
-    ) -> _T:
-        """POST ``body`` as JSON and return the success payload as ``parse`` reads it.
-
-        ``body`` may come already encoded (polls send the same bytes again and again).
-        ``admitted``: the caller already has its slot from the scheduler (a poll stream
-        booked it); a re-sent request books its own.
-        A 401 lets the auth scheme refresh once, then the request is re-sent, re-signed.
-        A ``ProtocolError`` from ``parse`` gets the request's trace id and HTTP status.
-
-        Raises:
-            KooDriveError: A subclass for every failure.
-        """
-        session = self._get_session()
-        url = self._urls.get(path)
-        if url is None:
-            url = self._urls[path] = self._base.with_path(self._base_path + path)
-        data = body if isinstance(body, bytes) else _wire.encode_body(body)
-        for refreshed in (False, True):
-            trace_id = new_trace_id()
-            status: int | None = None
-            started = self.clock.monotonic()
-            if refreshed or not admitted:
-                epoch = self._scheduler.epoch
-                send_at = self._scheduler.reserve(deadline, started)
-                if send_at > started:  # a free slot costs no coroutine
-                    await self._scheduler.wait_for_slot(send_at, epoch, deadline)
-                    started = self.clock.monotonic()
-            try:
-                if not self._scheduler.enter_now():
-                    await self._scheduler.enter(deadline)
-                    started = self.clock.monotonic()
-                # After any wait for a slot or a place: the request ends by the deadline.
-                timeout = self._request_timeout
-                if deadline is not None and deadline - started < timeout:
-                    timeout = max(0.001, deadline - started)
-                try:
-                    auth_headers = await self._auth.headers("POST", url, data, self.clock.now)
-                    headers = {**self._static_headers, "X-Traceid": trace_id, **auth_headers}
-                    status, raw, response_headers = await self._send(
-                        session, url, data, headers, timeout, trace_id, operation, path
-                    )
-                finally:
-                    self._scheduler.leave()
-                if status == 401 and not refreshed and await self._auth.refresh(auth_headers):
-                    logger.info(
-                        "%s: credentials rejected, retrying once with refreshed ones", operation
-                    )
-                    continue
-                payload = self._decode(status, raw, response_headers, trace_id, operation, secret)
-                failure: ProtocolError | None = None
-                try:
-                    result = parse(payload)
-                except ProtocolError as error:
-                    # Built here, raised below: raising inside the except block would keep
-                    # the unredacted original reachable as the new error's __context__.
-                    failure = type(error)(
-                        f"{operation}: {self._redact(str(error), secret)} (trace id {trace_id})",
-                        trace_id=trace_id,
-                        http_status=status,
-                    )
-                if failure is not None:
-                    raise failure
-            except KooDriveError as error:
-                # None of our errors needs a context, and one would reach aiohttp's error
-                # (its request_info holds the Authorization header): on Python 3.10 a
-                # coroutine's raise can pick up an exception its caller was handling.
-                error.__context__ = None
-                self._account(error)
-                self._observe(operation, status, started, trace_id, error)
-                raise
-            if self._on_request is not None:  # the event is only built for a hook
-                self._observe(operation, status, started, trace_id, None)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _account(self, error: KooDriveError) -> None:
-        self.stats.errors[type(error).__name__] += 1
-        if isinstance(error, RateLimitedError):
-            self.stats.rate_limited += 1
-            seconds = self._scheduler.limits.default_pause
-            if error.retry_after is not None:
-                seconds = min(
-                    self.policy.retry_after_max, max(self.policy.retry_after_min, error.retry_after)
-                )
-            if self._scheduler.pause(seconds):
-                self.stats.pauses += 1
-
-    def _observe(
-        self,
-        operation: str,
-        status: int | None,
-        started: float,
-        trace_id: str,
-        error: KooDriveError | None,
-    ) -> None:
-        if self._on_request is not None:
-            event = RequestEvent(
-                operation=operation,
-                http_status=status,
-                seconds=self.clock.monotonic() - started,
-                trace_id=trace_id,
-                error=None if error is None else type(error).__name__,
+def _check_types(
+    *,
+    auth: object,
+    session: object,
+    request_timeout: object,
+    policy: object,
+    attempts: object,
+    max_response_bytes: object,
+    allow_insecure_urls: object,
+    clock: object,
+    limits: object,
+    on_request: object,
+    on_retry: object,
+) -> None:
+    """Refuse arguments of the wrong type or range at construction, not at the first request."""
+    for name, value in (("auth", auth),):
+        if not all(
+            callable(getattr(value, attr, None)) for attr in ("headers", "refresh", "secrets")
+        ):
+            raise InvalidArgumentError(
+                f"{name} must be BearerToken(...) or AppSignature(...), got {type(value).__name__}"
             )
-            call_hook(self._on_request, event)
-
-    def _retried(
-        self, task_id: str | None, error: KooDriveError, attempt: int, delay: float
-    ) -> None:
-        """Count a transient failure about to be retried and tell ``on_retry``."""
-        self.stats.retries += 1
-        if self._on_retry is not None:
-            call_hook(self._on_retry, RetryEvent(task_id, type(error).__name__, attempt, delay))
-
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        url: URL,
-        data: bytes,
-        headers: dict[str, str],
-        timeout: float,
-        trace_id: str,
-        operation: str,
-        path: str,
-    ) -> tuple[int, bytes, Mapping[str, str]]:
-        stats = self.stats
-        stats.requests += 1
-        stats.polls += path == TASK_DETAIL_PATH
-        stats.in_flight += 1
-        failure: KooDriveError
-        try:
-            async with session.post(
-                url,
-                data=data,
-                headers=headers,
-                allow_redirects=False,  # never carry credentials to wherever a redirect points
-                timeout=(
-                    self._default_timeout
-                    if timeout == self._request_timeout
-                    else aiohttp.ClientTimeout(total=timeout)
-                ),
-            ) as response:
-                length = response.content_length
-                if length is not None and length <= self._max_response_bytes:
-                    # Declared and small enough (the usual answer): aiohttp stops at the
-                    # declared length, so this is _read_capped's first case, one call less.
-                    raw = await response.read()
-                else:
-                    raw = await self._read_capped(response, trace_id, operation)
-                return response.status, raw, response.headers
-        # Each error is built here and raised below, outside the except block: raised inside
-        # it, even `from None`, it would keep aiohttp's error as its __context__, and that
-        # error's request_info carries the request's headers, Authorization included.
-        except (TimeoutError, asyncio.TimeoutError):  # distinct classes on Python 3.10
-            failure = RequestTimeoutError(
-                f"{operation} timed out after {timeout:g} s (trace id {trace_id}); "
-                "the server or network is slow: it will be retried while the wait's deadline allows",
-                trace_id=trace_id,
-            )
-        except aiohttp.ClientConnectorError as error:
-            failure = ConnectError(
-                f"{operation}: cannot connect to {url.host} ({type(error).__name__}, trace id {trace_id}); "
-                "check the base URL and the network",
-                trace_id=trace_id,
-            )
-        except aiohttp.ClientError as error:
-            failure = TransportError(
-                f"{operation}: the connection failed ({type(error).__name__}, trace id {trace_id})",
-                trace_id=trace_id,
-            )
-        finally:
-            stats.in_flight -= 1
-        raise failure
-
-    async def _read_capped(
-        self, response: aiohttp.ClientResponse, trace_id: str, operation: str
-    ) -> bytes:
-        cap = self._max_response_bytes
-        length = response.content_length
-        if length is not None:
-            if length > cap:
-                raise self._too_large(response, trace_id, operation)
-            # Declared and small enough: aiohttp stops at the declared length.
-            return await response.read()
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := await response.content.read(65536):
-            size += len(chunk)
-            if size > cap:
-                raise self._too_large(response, trace_id, operation)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _too_large(
-        self, response: aiohttp.ClientResponse, trace_id: str, operation: str
-    ) -> MalformedResponseError:
-        return MalformedResponseError(
-            f"{operation}: the answer exceeds {self._max_response_bytes} bytes and was not read "
-            f"(trace id {trace_id})",
-            trace_id=trace_id,
-            http_status=response.status,
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise InvalidArgumentError(
+            f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
         )
-
-    def _decode(
-        self,
-        status: int,
-        raw: bytes,
-        headers: Mapping[str, str],
-        trace_id: str,
-        operation: str,
-        secret: tuple[str, ...],
-    ) -> object:
-        payload: Any
-        try:
-            # json.loads(bytes) first sniffs the encoding; a UTF-8 object (every real
-            # answer) skips that. The same decoding json.loads would pick, errors included.
-            if raw[:1] == b"{" and raw[1:2] != b"\x00":
-                payload = json.loads(raw.decode("utf-8", "surrogatepass"))
-            else:
-                payload = json.loads(raw) if raw else None
-            decoded = raw != b""
-        except (ValueError, RecursionError):
-            payload, decoded = None, False
-        if 200 <= status < 300:
-            # A decoded answer is a dict; only something else pays for the ABC check.
-            if type(payload) is dict and _wire.is_success_code(payload.get("code")):
-                return payload
-            if not decoded:
-                raise MalformedResponseError(
-                    f"{operation}: HTTP {status} with a body that is not JSON "
-                    f"({headers.get('Content-Type', 'no content type')}, {len(raw)} bytes, trace id {trace_id})",
-                    trace_id=trace_id,
-                    http_status=status,
-                )
-            if isinstance(payload, Mapping) and _wire.is_success_code(payload.get("code")):
-                return payload
-            if not isinstance(payload, Mapping):
-                raise ProtocolError(
-                    f"{operation}: expected a JSON object, got {type(payload).__name__} (trace id {trace_id})",
-                    trace_id=trace_id,
-                    http_status=status,
-                )
-        if 300 <= status < 400:
-            target = URL(headers.get("Location", "")).host or "another location"
-            raise ProtocolError(
-                f"{operation}: HTTP {status} redirect to {target}; redirects are not followed so "
-                f"credentials stay with {self._base.host}: check the base URL (trace id {trace_id})",
-                trace_id=trace_id,
-                http_status=status,
-            )
-        retry_after = _wire.parse_retry_after(headers.get("Retry-After"), now=self.clock.now())
-        error = _wire.api_error(
-            status,
-            payload,
-            trace_id=trace_id,
-            retry_after=retry_after,
-            operation=operation,
-            redact=lambda text: self._redact(text, secret),
+    if not _positive_number(request_timeout):
+        raise InvalidArgumentError(f"request_timeout must be a number > 0, got {request_timeout!r}")
+    if policy is not None and not isinstance(policy, PollPolicy):
+        raise InvalidArgumentError(f"policy must be a PollPolicy, got {type(policy).__name__}")
+    if not (isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 1):
+        raise InvalidArgumentError(f"attempts must be an integer >= 1, got {attempts!r}")
+    if not (
+        isinstance(max_response_bytes, int)
+        and not isinstance(max_response_bytes, bool)
+        and max_response_bytes >= 1024
+    ):
+        raise InvalidArgumentError(
+            f"max_response_bytes must be an integer >= 1024, got {max_response_bytes!r}"
         )
-        if status == 401 and self._auth.clock_sensitive and not isinstance(error, ClockSkewError):
-            # Now rather than when signed: the round trip is nothing against 15 minutes.
-            skew = _clock_skew(headers.get("Date"), self.clock.now())
-            if skew is not None and abs(skew) > _X_DATE_WINDOW:
-                error = ClockSkewError(
-                    f"{error}; this machine's clock is {abs(skew):.0f} s "
-                    f"{'ahead of' if skew > 0 else 'behind'} the server's, beyond the 15-minute "
-                    "X-Date window: synchronise the clock (NTP)",
-                    http_status=status,
-                    code=error.code,
-                    server_message=error.message,
-                    trace_id=trace_id,
-                    request_id=error.request_id,
-                )
-        logger.debug("%s: %s", operation, error)
-        raise error
-
-    def _redact(self, text: str, extra: tuple[str, ...] = ()) -> str:
-        """``text`` with every known secret replaced by ``<redacted>``."""
-        for value in (*self._auth.secrets(), *extra):
-            if value and value in text:
-                text = text.replace(value, REDACTED)
-        return text
+    if not isinstance(allow_insecure_urls, bool):
+        raise InvalidArgumentError(
+            f"allow_insecure_urls must be True or False, got {allow_insecure_urls!r}"
+        )
+    if clock is not None and not all(
+        callable(getattr(clock, attr, None)) for attr in ("monotonic", "now", "sleep")
+    ):
+        raise InvalidArgumentError(
+            f"clock must offer monotonic(), now() and sleep(), got {type(clock).__name__}"
+        )
+    if limits is not None and not isinstance(limits, Limits):
+        raise InvalidArgumentError(f"limits must be a Limits, got {type(limits).__name__}")
+    for name, hook in (("on_request", on_request), ("on_retry", on_retry)):
+        if hook is not None and not callable(hook):
+            raise InvalidArgumentError(f"{name} must be callable, got {type(hook).__name__}")
 
 
-def _clock_skew(server_date: str | None, sent_at: datetime) -> float | None:
-    """Seconds our clock is ahead of the server's, from its ``Date`` header."""
-    server = _wire.parse_http_date(server_date)
-    return None if server is None else (sent_at - server).total_seconds()
+def _positive_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _require_ids(**ids: object) -> None:
     for name, value in ids.items():
         if not isinstance(value, str) or not value.strip():
             raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
-        if not is_text(value):
-            raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")

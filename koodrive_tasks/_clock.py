@@ -7,6 +7,7 @@ backoff and deadlines run in zero real time.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Protocol, runtime_checkable
@@ -52,7 +53,6 @@ class AsyncioClock:
         """The system's UTC time."""
         return datetime.now(timezone.utc)
 
-    # asyncio.sleep itself, not a coroutine wrapping it: one frame less per sleeper.
     sleep = staticmethod(asyncio.sleep)
 
     @staticmethod
@@ -75,6 +75,17 @@ class _SleepingTimer:
 
     def cancel(self) -> None:
         self._task.cancel()
+
+
+def reading(clock: Clock) -> float:
+    """``clock.monotonic()``, or NaN where it cannot be read (the loop's clock outside a loop).
+
+    For reprs, which may be asked for anywhere.
+    """
+    try:
+        return clock.monotonic()
+    except RuntimeError:
+        return math.nan
 
 
 def call_later(clock: Clock, delay: float, callback: Callable[[], object]) -> Timer:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 import attrs
 
 from ._redact import redact_url, secret_repr
+from ._validate import is_text
 from .exceptions import InvalidArgumentError
 
 
@@ -153,19 +155,47 @@ class TargetFolder:
     file_id: str = "root"
 
 
-@attrs.frozen
+def _text_id(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{attribute.name} must be a non-empty string, got {value!r}")
+    if not is_text(value):
+        raise InvalidArgumentError(f"{attribute.name} is not valid text (a lone surrogate)")
+
+
+def _kdstoken(value: Any) -> Any:
+    return None if value == "" else value  # an empty kdstoken is no kdstoken
+
+
+def _check_kdstoken(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    # Never quoted: it is a secret.
+    if not isinstance(value, str):
+        raise InvalidArgumentError(f"kdstoken must be a string, not {type(value).__name__}")
+    if not is_text(value):
+        raise InvalidArgumentError("kdstoken is not valid text (a lone surrogate)")
+
+
+@attrs.frozen(cache_hash=True)
 class TaskRef:
     """Which task to wait for.
 
     Attributes:
         share_id: The share the task belongs to.
         task_id: The task's id.
-        kdstoken: The share link's temporary token, if any (hidden in ``repr``).
+        kdstoken: The share link's temporary token, if any (hidden in ``repr``; an
+            empty one counts as none).
+
+    Raises:
+        InvalidArgumentError: If an id is not a non-empty string, or the kdstoken is not
+            a string (it is never quoted).
     """
 
-    share_id: str
-    task_id: str
-    kdstoken: str | None = attrs.field(default=None, repr=secret_repr)
+    share_id: str = attrs.field(validator=_text_id)
+    task_id: str = attrs.field(validator=_text_id)
+    kdstoken: str | None = attrs.field(
+        default=None, converter=_kdstoken, validator=_check_kdstoken, repr=secret_repr
+    )
 
     @classmethod
     def of(cls, value: TaskRef | tuple[str, str] | tuple[str, str, str | None]) -> TaskRef:

@@ -1,19 +1,26 @@
-"""How a wait ended, as a value: a batch's per-task result, and its JSON form."""
+"""How a wait ends: the judgement of a final state, the download URL check, the outcome value."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import attrs
+from yarl import URL
 
-from ._models import TaskInfo, TaskRef, TaskResultCode
+from ._models import TaskInfo, TaskRef, TaskResultCode, TaskStatus, TaskType
+from ._redact import redact_url
 from .exceptions import (
     AuthenticationError,
+    InsecureURLError,
     KooDriveError,
+    ProtocolError,
     TaskCanceledError,
     TaskFailedError,
     WaitTimeoutError,
 )
+
+logger = logging.getLogger("koodrive_tasks")
 
 OutcomeKind = Literal[
     "completed", "partially_failed", "failed", "canceled", "timeout", "auth_error", "error"
@@ -88,3 +95,90 @@ class TaskOutcome:
         if self.error is not None:
             data["error"] = self.error.to_dict()
         return data
+
+
+def judge(info: TaskInfo, *, warn_partial: bool) -> TaskInfo:
+    """A completed task's final state, or the error its end means.
+
+    Args:
+        info: The final observation of a task.
+        warn_partial: Log a warning for a partially failed task (a lone wait: a batch's
+            outcome already says so).
+
+    Raises:
+        TaskCanceledError: The task was canceled.
+        TaskFailedError: The task completed and every file failed.
+    """
+    if info.status is TaskStatus.CANCELED:
+        raise TaskCanceledError(f"task {info.task_id} was canceled at {info.progress} %", info=info)
+    if info.result_code is TaskResultCode.ALL_FAILED:
+        raise TaskFailedError(
+            f"task {info.task_id} completed but every file failed"
+            f"{f' ({len(info.failed_files)} of them)' if info.failed_files else ''}; "
+            "check the files' state in the share",
+            info=info,
+        )
+    if warn_partial and info.result_code is TaskResultCode.PARTIALLY_FAILED:
+        failed = [f.file_id for f in info.failed_files]
+        logger.warning(
+            "task %s completed with some files failed%s",
+            info.task_id,
+            f": {', '.join(failed[:20])}{' …' if len(failed) > 20 else ''}" if failed else "",
+        )
+    return info
+
+
+def checked_download_url(info: TaskInfo, *, allow_insecure_urls: bool) -> str:
+    """The ``downloadUrl`` of a completed task, checked.
+
+    Raises:
+        ProtocolError: It has none (a dump task has none), or it is not a valid absolute URL.
+        InsecureURLError: It is not ``https`` and insecure URLs are not allowed.
+    """
+    url = info.download_url
+    if not url:
+        raise ProtocolError(
+            f"task {info.task_id} completed without a downloadUrl; a dump task has none: "
+            "use `await waiter.final_info()` for it"
+        )
+    try:
+        parsed = URL(url)
+        scheme, host = parsed.scheme, parsed.host
+    except ValueError:
+        scheme, host = "", None
+    if scheme != "https" and not (scheme == "http" and allow_insecure_urls):
+        raise InsecureURLError(
+            f"task {info.task_id}: refusing downloadUrl {redact_url(url)}: it is not https "
+            "(pass allow_insecure_urls=True to the client to accept http, e.g. an emulator)"
+        )
+    if not host or url != url.strip():
+        raise ProtocolError(
+            f"task {info.task_id}: the downloadUrl {redact_url(url)} is not a valid absolute URL"
+        )
+    return url
+
+
+def outcome(
+    ref: TaskRef,
+    final: TaskInfo | None,
+    error: KooDriveError | None,
+    last: TaskInfo | None,
+    *,
+    allow_insecure_urls: bool,
+) -> TaskOutcome:
+    """The outcome of an ended wait: its final state judged, or its error."""
+    try:
+        if final is None:
+            assert error is not None  # noqa: S101 - an ended wait has one of the two
+            raise error
+        info = judge(final, warn_partial=False)
+        url = None
+        # A package task has a URL; a dump task none. Without a task type, a URL decides.
+        if info.task_type is not TaskType.DUMP and (
+            info.download_url or info.task_type is not None
+        ):
+            url = checked_download_url(info, allow_insecure_urls=allow_insecure_urls)
+        return TaskOutcome(ref, info, url)
+    except KooDriveError as failure:
+        seen: TaskInfo | None = getattr(failure, "info", None) or last
+        return TaskOutcome(ref, seen, None, failure)

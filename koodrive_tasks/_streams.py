@@ -1,13 +1,16 @@
 """One stream of polls per task, shared by every wait on that task.
 
 A stream is driven by timers on the client's clock, not by a task of its own.
-Between polls it is one timer handle; when a poll is due it books a slot with the
-client's scheduler (rate limit, throttling pause), and when the slot comes it sends
-the request in a short-lived task that ends with the answer. Every changed
-observation goes to every subscriber: a future for a wait awaited by a coroutine,
-a callback for a wait inside a batch. So an idle wait costs a few small objects
-rather than a chain of suspended coroutines, and when the last wait on a task
-leaves, its timers and its request are cancelled: nothing is left running.
+Between polls it is one timer handle; when a poll is due it queues for a turn at the
+client's gate (:mod:`._limiter`), and when its turn comes it sends the request in a
+short-lived task that ends with the answer. Every changed observation goes to every
+subscriber: a future for a wait awaited by a coroutine, a callback for a wait inside
+a batch. When the last wait on a task leaves, its timers, its turn and its request
+are cancelled: nothing is left running.
+
+Invariants: a stream has at most one timer for its next poll, one turn at the gate
+and one request at a time; its deadline timer tracks the earliest deadline of its
+waits in every state, except deadlines that the request in flight cuts off itself.
 """
 
 from __future__ import annotations
@@ -17,28 +20,22 @@ import enum
 import logging
 import math
 import random
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
-from . import _wire
-from ._clock import Timer, call_later
-from ._models import TaskInfo, TaskStatus
+from ._clock import Timer, call_later, reading
+from ._limiter import Slot
+from ._models import TaskInfo, TaskRef, TaskStatus
 from ._policy import PollPlan, PollPolicy
-from ._wire import TASK_DETAIL_PATH
-from .exceptions import KooDriveError, TaskStalledError
-
-if TYPE_CHECKING:
-    from ._client import KooDriveClient
+from ._transport import Request, Transport
+from .exceptions import KooDriveError, TaskStalledError, TransportError
 
 logger = logging.getLogger("koodrive_tasks")
 
-StreamKey = tuple[str, str, str | None]
 _FAILURES_BEFORE_WARNING = 3
 
 
 class DeadlineReached(Exception):  # noqa: N818 - a signal inside the package, never raised to users
-    """A subscriber's deadline passed; its waiter turns this into ``WaitTimeoutError``."""
+    """A subscriber's deadline passed; its wait turns this into ``WaitTimeoutError``."""
 
 
 class Subscriber:
@@ -54,8 +51,7 @@ class Subscriber:
     def __init__(self, deadline: float | None, listener: Callable[[], None] | None) -> None:
         self.deadline = deadline
         self.listener = listener
-        # A list, not a deque: it holds one or two items, and an empty deque costs 760 B.
-        self.pending: list[TaskInfo] = []
+        self.pending: list[TaskInfo] = []  # one or two items at most between takes
         self.wakeup: asyncio.Future[None] | None = None
         self.expired = False
 
@@ -73,39 +69,37 @@ class Subscriber:
 class State(enum.Enum):
     """Where a stream is in its poll cycle."""
 
-    IDLE = "the timer is set for the next poll (or the stall limit)"
-    PAUSED = "a poll is due but no wait is listening: it is sent when one listens again"
-    BOOKED = "a slot is booked with the scheduler; the timer is set for it"
-    QUEUED = "the slot has come; max_in_flight requests run, this one is next in line"
-    IN_FLIGHT = "the request is out"
-    ENDED = "no more polls: the task ended, or polling failed for good"
-    CLOSED = "nobody waits any more"
+    IDLE = "idle"  # the timer is set for the next poll (or the stall limit)
+    PAUSED = "paused"  # a poll is due but no wait listens: sent when one listens again
+    QUEUED = "queued"  # waiting for its turn at the gate
+    IN_FLIGHT = "in flight"  # the request is out
+    ENDED = "ended"  # no more polls: the task ended, or polling failed for good
+    CLOSED = "closed"  # nobody waits any more
 
 
 class PollStream:
     """The polls of one task and what they observed."""
 
     __slots__ = (
-        "_client",
-        "_query",
         "_registry",
-        "_secret",
-        "booked_epoch",
+        "_request",
+        "_transport",
         "changed_at",
         "crash",
         "deadline_at",
         "deadline_timer",
         "failures",
         "fatal",
-        "key",
         "last_error",
         "latest",
         "next_poll_at",
         "plan",
         "policy",
-        "request",
+        "ref",
         "request_deadline",
         "seen_running_at",
+        "sending",
+        "slot",
         "state",
         "subscribers",
         "timer",
@@ -114,17 +108,16 @@ class PollStream:
     def __init__(
         self,
         registry: PollStreams,
-        key: StreamKey,
-        client: KooDriveClient,
+        ref: TaskRef,
+        request: Request[TaskInfo],
+        transport: Transport,
         policy: PollPolicy,
     ) -> None:
         self._registry = registry
-        self.key = key
-        self._client = client
+        self.ref = ref
+        self._request = request  # built once, sent every poll
+        self._transport = transport
         self.policy = policy
-        share_id, task_id, kdstoken = key
-        self._query = _wire.detail_query(share_id, task_id, kdstoken)  # sent every poll
-        self._secret = (kdstoken,) if kdstoken else ()
         self.subscribers: list[Subscriber] = []
         self.latest: TaskInfo | None = None
         self.last_error: KooDriveError | None = None
@@ -136,23 +129,39 @@ class PollStream:
         self.changed_at: float | None = None
         self.plan = PollPlan(policy)
         self.state = State.IDLE
-        self.timer: Timer | None = None  # IDLE: the next poll or stall limit; BOOKED: the slot
-        self.booked_epoch = 0  # the scheduler's pause count when the slot was booked
-        self.request: asyncio.Task[TaskInfo] | None = None
-        self.request_deadline: float | None = None  # the request's own timeout stops there
-        # The earliest deadline of the waits, on a timer of its own so that it is kept
-        # in every state. Not while the request is out for deadlines it cuts off itself:
-        # a virtual clock would otherwise jump to them while real I/O is pending.
+        self.timer: Timer | None = None  # IDLE: the next poll or the stall limit
+        self.slot: Slot | None = None  # QUEUED and IN_FLIGHT: the turn at the gate
+        self.sending: asyncio.Task[TaskInfo] | None = None
+        self.request_deadline: float | None = None  # the request's own cutoff stops there
         self.deadline_timer: Timer | None = None
         self.deadline_at = math.inf
 
+    def __repr__(self) -> str:
+        parts = [
+            f"task_id={self.ref.task_id!r}",
+            self.state.value,
+            f"waits={len(self.subscribers)}",
+        ]
+        parts.append(f"polls={self.plan.polls}")
+        if self.state is State.IDLE and math.isfinite(self.next_poll_at):
+            now = reading(self._transport.clock)
+            parts.append(f"next_poll_in={max(0.0, self.next_poll_at - now):.3g}s")
+        if self.failures:
+            parts.append(f"failures={self.failures}")
+        return f"<PollStream {' '.join(parts)}>"
+
     @property
     def task_id(self) -> str:
-        return self.key[1]
+        return self.ref.task_id
 
     @property
     def done(self) -> bool:
         return self.state is State.ENDED or self.state is State.CLOSED
+
+    @property
+    def waiting_for_turn(self) -> bool:
+        """Whether the next poll waits at the gate (rate, pause, ``max_in_flight``)."""
+        return self.state is State.QUEUED
 
     # --- subscribers -------------------------------------------------------------------
 
@@ -196,7 +205,7 @@ class PollStream:
         if self.fatal is not None:
             raise self.fatal
         if sub.expired or (
-            sub.deadline is not None and self._client.clock.monotonic() >= sub.deadline
+            sub.deadline is not None and self._transport.clock.monotonic() >= sub.deadline
         ):
             raise DeadlineReached
         return None
@@ -226,6 +235,8 @@ class PollStream:
         self.deadline_at = math.inf
         if self.done:
             return
+        # While the request is out, deadlines it cuts off itself are left to it: a
+        # virtual clock would otherwise jump to them while real I/O is pending.
         cutoff = self.request_deadline if self.state is State.IN_FLIGHT else None
         upcoming = [
             sub.deadline
@@ -235,7 +246,7 @@ class PollStream:
             and (cutoff is None or sub.deadline < cutoff)
         ]
         if upcoming:
-            clock = self._client.clock
+            clock = self._transport.clock
             self.deadline_at = min(upcoming)
             self.deadline_timer = call_later(
                 clock, self.deadline_at - clock.monotonic(), self._on_deadline
@@ -247,7 +258,7 @@ class PollStream:
         self._guarded(self._expire_and_rearm)
 
     def _expire_and_rearm(self) -> None:
-        now = self._client.clock.monotonic()
+        now = self._transport.clock.monotonic()
         for sub in tuple(self.subscribers):
             if sub.deadline is not None and not sub.expired and sub.deadline <= now:
                 sub.expired = True
@@ -255,7 +266,7 @@ class PollStream:
                     sub.wake()  # it raises DeadlineReached and leaves
                 else:
                     # Nobody is there to hear it (an `async for` left with `break`): leave
-                    # for it, so that the stream does not live on for it. Its waiter still
+                    # for it, so that the stream does not live on for it. Its wait still
                     # raises WaitTimeoutError if it is ever asked again.
                     self.unsubscribe(sub)
         self._arm_deadline()
@@ -282,7 +293,7 @@ class PollStream:
         if self.done:
             return
         self.state = State.IDLE
-        clock = self._client.clock
+        clock = self._transport.clock
         when = min(self.next_poll_at, self._stall_at())
         self.timer = call_later(clock, when - clock.monotonic(), self._on_poll_timer)
 
@@ -297,9 +308,9 @@ class PollStream:
             self._guarded(self._poll_due)
 
     def _poll_due(self) -> None:
-        now = self._client.clock.monotonic()
+        now = self._transport.clock.monotonic()
         if now >= self._stall_at():
-            self._fail(self._stalled(now))
+            self.fail(self._stalled(now))
         elif now < self.next_poll_at:
             self._arm_poll()  # a timer may ring a hair early
         elif not any(sub.listening for sub in self.subscribers):
@@ -307,75 +318,54 @@ class PollStream:
             # loop): poll when someone does, rather than for nobody.
             self.state = State.PAUSED
         else:
-            self._book(now)
+            self.state = State.QUEUED
+            slot = self._transport.limiter.request(self._on_turn)
+            if self.slot is None and self.state is State.QUEUED:
+                self.slot = slot  # not admitted at once: its turn comes later
 
-    def _book(self, now: float) -> None:
-        """Book the next request's slot with the client's scheduler."""
-        scheduler = self._client._scheduler
-        self.booked_epoch = scheduler.epoch
-        # Booked even when the slot lies past a wait's deadline: that wait's own timer
-        # ends it on time, and the slot serves the others (or is given back).
-        send_at = scheduler.reserve(None)
-        if send_at <= now:
-            self._registry.send(self)
-        else:
-            self.state = State.BOOKED
-            self.timer = call_later(self._client.clock, send_at - now, self._on_slot)
+    def _on_turn(self, slot: Slot) -> None:
+        """The gate let this poll go (or closed); maybe before ``request`` returned."""
+        if self.state is not State.QUEUED or (self.slot is not None and self.slot is not slot):
+            slot.cancel()  # closed or ended while queued
+        elif slot.admitted:
+            self.slot = slot
+            self._guarded(self._send)
 
-    def _on_slot(self) -> None:
-        self.timer = None
-        if self.state is State.BOOKED:
-            self._guarded(self._slot_came)
-
-    def _slot_came(self) -> None:
-        now = self._client.clock.monotonic()
-        if self._client._scheduler.paused_until > now:
-            # Throttled while this waited for its slot: queue again behind the pause. The
-            # old slot lay inside the pause and is void.
-            self._book(now)
-        else:
-            self._registry.send(self)
-
-    def send(self) -> None:
-        """Send the request now (called by :class:`PollStreams` within its in-flight cap)."""
-        now = self._client.clock.monotonic()
+    def _send(self) -> None:
+        now = self._transport.clock.monotonic()
         self.state = State.IN_FLIGHT
         self.request_deadline = self._earliest_deadline(now)
-        self.request = asyncio.get_running_loop().create_task(
-            self._client._post(
-                TASK_DETAIL_PATH,
-                self._query.body,
-                self._secret,
-                self._query.operation,
-                self._query.parse,
-                deadline=self.request_deadline,
-                admitted=True,
-            ),
+        self.sending = asyncio.get_running_loop().create_task(
+            self._transport.send(self._request, deadline=self.request_deadline, slot=self.slot),
             name=f"koodrive-poll-{self.task_id}",
         )
-        self.request.add_done_callback(self._on_response)
+        self.sending.add_done_callback(self._on_response)
         self._arm_deadline()  # the request now cuts off the deadlines up to its own
 
-    def _on_response(self, request: asyncio.Task[TaskInfo]) -> None:
-        # A done callback, not code after the await: it runs even for a request
-        # cancelled before it ever started, so the in-flight count never drifts.
-        self._registry.request_done()
-        if self.request is not request:
+    def _on_response(self, sending: asyncio.Task[TaskInfo]) -> None:
+        # A done callback, not code after the await: it runs even for a request cancelled
+        # before it ever started, whose turn is then given back here (else the request
+        # path released it, and this does nothing).
+        if self.slot is not None:
+            self.slot.cancel()
+            self.slot = None
+        if self.sending is not sending:
             return
-        self.request = None
+        self.sending = None
         if self.state is State.IN_FLIGHT:
-            self._guarded(lambda: self._answered(request))
+            self._guarded(lambda: self._answered(sending))
 
-    def _answered(self, request: asyncio.Task[TaskInfo]) -> None:
-        if request.cancelled():
-            # Cancelled by someone else than this stream (a harness cancelling every
-            # task): poll again rather than leave the waits without a poll to come.
-            self.next_poll_at = self._client.clock.monotonic()
-            self._arm_poll()
+    def _answered(self, sending: asyncio.Task[TaskInfo]) -> None:
+        if sending.cancelled():
+            # Cancelled by someone else than this stream (a harness cancelling every task):
+            # a failure like any other, retried after the retry backoff.
+            self._failed(
+                TransportError(f"query task {self.task_id}: the request was cancelled from outside")
+            )
         else:
-            error = request.exception()
+            error = sending.exception()
             if error is None:
-                self._observed(request.result())
+                self._observed(sending.result())
             elif isinstance(error, KooDriveError):
                 self._failed(error)
             else:
@@ -383,7 +373,7 @@ class PollStream:
         self._expire_and_rearm()  # deadlines the request cut off have passed by now
 
     def _observed(self, info: TaskInfo) -> None:
-        clock = self._client.clock
+        clock = self._transport.clock
         self.failures = 0
         previous, self.latest = self.latest, info
         now = clock.monotonic()
@@ -391,9 +381,11 @@ class PollStream:
             self.state = State.ENDED
             self._registry.discard(self)  # later waits on this task start a fresh stream
             self._stop()
+            stats = self._transport.stats
+            stats.tasks_ended += 1
             if self.seen_running_at is not None:
-                self._client.stats.tasks_ended += 1
-                self._client.stats.detection_lag_bound += now - self.seen_running_at
+                stats.lag_samples += 1
+                stats.detection_lag_bound += now - self.seen_running_at
         else:
             self.seen_running_at = now
             delay = self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
@@ -409,13 +401,13 @@ class PollStream:
     def _failed(self, error: KooDriveError) -> None:
         """A poll failed: retry a transient failure, end the stream on any other."""
         if not error.retryable:
-            self._fail(error)
+            self.fail(error)
             return
         self.failures += 1
         self.last_error = error
         delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
-        self.next_poll_at = self._client.clock.monotonic() + delay
-        self._client._retried(self.task_id, error, self.failures, delay)
+        self.next_poll_at = self._transport.clock.monotonic() + delay
+        self._transport.retrying(self.task_id, error, self.failures, delay)
         # Say it once, loudly, when failures persist: a wrong base URL or a network
         # outage should not stay silent until the deadline.
         log = logger.warning if self.failures == _FAILURES_BEFORE_WARNING else logger.info
@@ -462,16 +454,21 @@ class PollStream:
             self.crash = error
             self._end()
 
-    def _fail(self, error: KooDriveError) -> None:
-        """Polling is over for good: every wait gets ``error``."""
-        self.fatal = error
-        self._end()
+    def fail(self, error: KooDriveError) -> asyncio.Task[TaskInfo] | None:
+        """Polling is over for good: every wait gets ``error``.
 
-    def _end(self) -> None:
+        Returns:
+            The request this cancelled, if any.
+        """
+        self.fatal = error
+        return self._end()
+
+    def _end(self) -> asyncio.Task[TaskInfo] | None:
         self._registry.discard(self)
-        self._stop()
+        request = self._stop()
         self.state = State.ENDED
         self._wake_all()
+        return request
 
     def close(self) -> asyncio.Task[TaskInfo] | None:
         """Nobody waits any more: stop polling.
@@ -485,42 +482,49 @@ class PollStream:
         return request
 
     def _stop(self) -> asyncio.Task[TaskInfo] | None:
-        """Cancel the timers, give back a slot booked and unused, cancel the request."""
+        """Cancel the timers, leave the gate's queue, cancel the request."""
         for timer in (self.timer, self.deadline_timer):
             if timer is not None:
                 timer.cancel()
         self.timer = self.deadline_timer = None
         self.deadline_at = math.inf
-        if self.state is State.BOOKED or self.state is State.QUEUED:
-            self._client._scheduler.refund(self.booked_epoch)
-        request, self.request = self.request, None
-        if request is not None and request is not asyncio.current_task():
-            request.cancel()
-            return request
+        sending, self.sending = self.sending, None
+        if sending is None and self.slot is not None:
+            self.slot.cancel()  # queued, or admitted and not yet sent
+            self.slot = None
+        if sending is not None and sending is not asyncio.current_task():
+            sending.cancel()  # its done callback gives its turn back
+            return sending
         return None
 
 
 class PollStreams:
-    """A client's live streams, by (share id, task id, kdstoken), and their requests.
+    """A client's live streams, one per task.
 
-    At most ``max_in_flight`` poll requests run at once; streams whose slot came
-    while that many were in flight queue here, first come first served, rather than
-    each holding a task that waits for the client's semaphore.
+    Args:
+        transport: The request path every stream sends through.
+        detail_request: Builds a task's detail request (its family's).
     """
 
-    def __init__(self, max_in_flight: int) -> None:
-        self._streams: dict[StreamKey, PollStream] = {}
-        self._max_in_flight = max_in_flight
-        self._in_flight = 0
-        self._queued: deque[PollStream] = deque()
+    def __init__(
+        self, transport: Transport, detail_request: Callable[[TaskRef], Request[TaskInfo]]
+    ) -> None:
+        self._transport = transport
+        self._detail_request = detail_request
+        self._streams: dict[TaskRef, PollStream] = {}
 
     def __len__(self) -> int:
         return len(self._streams)
 
+    def __iter__(self) -> Iterator[PollStream]:
+        return iter(tuple(self._streams.values()))
+
+    def __repr__(self) -> str:
+        return f"<PollStreams {len(self._streams)} live>"
+
     def subscribe(
         self,
-        client: KooDriveClient,
-        key: StreamKey,
+        ref: TaskRef,
         policy: PollPolicy,
         deadline: float | None,
         resume_polls: int | None = None,
@@ -532,38 +536,22 @@ class PollStreams:
         wait continues its backoff and spreads its first poll over the delay it had
         reached, so that a restarted worker does not poll every task at once.
         """
-        stream = self._streams.get(key)
+        stream = self._streams.get(ref)
         if stream is None:
-            stream = self._streams[key] = PollStream(self, key, client, policy)
+            transport = self._transport
+            stream = PollStream(self, ref, self._detail_request(ref), transport, policy)
+            self._streams[ref] = stream
             first_poll_at = None
             if resume_polls:
                 stream.plan.polls = resume_polls
                 spread = policy.poll_delay(resume_polls) * random.random()
-                first_poll_at = client.clock.monotonic() + spread
+                first_poll_at = transport.clock.monotonic() + spread
             stream.start(first_poll_at)
         return stream, stream.subscribe(deadline, listener)
 
     def discard(self, stream: PollStream) -> None:
-        if self._streams.get(stream.key) is stream:
-            del self._streams[stream.key]
-
-    def send(self, stream: PollStream) -> None:
-        """``stream``'s slot has come: send its request now, or as soon as one ends."""
-        if self._in_flight < self._max_in_flight:
-            stream.send()
-            self._in_flight += 1  # after: a send that raised left nothing in flight
-        else:
-            stream.state = State.QUEUED
-            self._queued.append(stream)
-
-    def request_done(self) -> None:
-        self._in_flight -= 1
-        while self._queued and self._in_flight < self._max_in_flight:
-            stream = self._queued.popleft()
-            if stream.state is State.QUEUED:  # else it closed or ended while queued
-                # As when a booked slot comes: behind a pause that began meanwhile, it
-                # books again; otherwise it is sent.
-                stream._guarded(stream._slot_came)
+        if self._streams.get(stream.ref) is stream:
+            del self._streams[stream.ref]
 
     def close(self, error: KooDriveError) -> list[asyncio.Task[TaskInfo]]:
         """The client closes: every live stream ends with ``error``.
@@ -573,9 +561,7 @@ class PollStreams:
         """
         cancelled = []
         for stream in list(self._streams.values()):
-            request = stream.request
-            stream._fail(error)
+            request = stream.fail(error)
             if request is not None:
                 cancelled.append(request)
-        self._queued.clear()
         return cancelled

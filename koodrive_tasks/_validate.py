@@ -21,6 +21,27 @@ def is_text(value: str) -> bool:
     return True
 
 
+def has_control_character(value: str) -> bool:
+    """Whether ``value`` holds a character no HTTP header may carry (CR, LF, NUL, ...)."""
+    return any(ord(char) < 32 or ord(char) == 127 for char in value)
+
+
+def header_value(name: str, value: object) -> str | None:
+    """``value`` checked as an optional header value: ``None``, or text a header can carry.
+
+    Raises:
+        InvalidArgumentError: If it is not a string, is empty, or holds a control
+            character or a lone surrogate.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{name} must be a non-empty string or None, got {value!r}")
+    if has_control_character(value) or not is_text(value):
+        raise InvalidArgumentError(f"{name} holds a character no HTTP header can carry")
+    return value
+
+
 def is_number(value: object) -> bool:
     """A real int or float (booleans are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)

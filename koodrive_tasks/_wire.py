@@ -15,14 +15,14 @@ import functools
 import json
 import math
 import re
+import zlib
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from json.encoder import encode_basestring
 from typing import Any, TypeVar
 
-import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
+from yarl import URL
 
 from . import exceptions as exc
 from ._models import FileResult, FileStatus, TaskInfo, TaskResultCode, TaskStatus, TaskType
@@ -441,8 +441,6 @@ def task_detail_body(share_id: str, task_id: str, kdstoken: str | None) -> dict[
 
 # json.dumps builds a new JSONEncoder on every call when given separators; one is enough.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-# What that encoder itself uses for a str (ensure_ascii=False): quotes and escapes it.
-_quote = encode_basestring
 
 
 def encode_body(body: Mapping[str, object]) -> bytes:
@@ -463,48 +461,6 @@ def _utf8(text: str) -> bytes:
             "a request value is not valid text: it holds a lone surrogate (\\ud800-\\udfff), "
             "which has no UTF-8 encoding"
         ) from None
-
-
-def task_detail_json(share_id: str, task_id: str, kdstoken: str | None) -> bytes:
-    """``encode_body(task_detail_body(...))``, the same bytes, built without the encoder.
-
-    Sent on every poll; the general encoder costs several times more for three strings.
-
-    Raises:
-        InvalidArgumentError: A value is not a string, or not valid text.
-    """
-    if type(kdstoken) not in (str, type(None)):
-        raise exc.InvalidArgumentError(f"kdstoken must be a string, not {type(kdstoken).__name__}")
-    text = '{"taskId":' + _quote(task_id) + ',"shareId":' + _quote(share_id)
-    if kdstoken is not None:
-        text += ',"kdstoken":' + _quote(kdstoken)
-    return _utf8(text + "}")
-
-
-@attrs.frozen
-class DetailQuery:
-    """One task's ``taskDetail`` request, built once and then sent poll after poll.
-
-    Attributes:
-        body: The encoded body. It may hold the kdstoken, so it is never shown.
-        operation: How errors and logs name the request.
-        parse: Reads a successful answer into this task's ``TaskInfo``.
-    """
-
-    body: bytes = attrs.field(repr=False)
-    operation: str
-    parse: Callable[[object], TaskInfo] = attrs.field(repr=False)
-
-
-def detail_query(share_id: str, task_id: str, kdstoken: str | None) -> DetailQuery:
-    """The ``taskDetail`` request for one task.
-
-    Raises:
-        InvalidArgumentError: A value is not a string, or not valid text.
-    """
-    return DetailQuery(
-        task_detail_json(share_id, task_id, kdstoken), f"query task {task_id}", task_parser(task_id)
-    )
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -626,7 +582,11 @@ def api_error(
     return cls(message, **kwargs)
 
 
-def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+# --- headers --------------------------------------------------------------------------------
+# Each reads any string a server may send and yields a value or None: never an exception.
+
+
+def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP date), or ``None``."""
     if value is None:
         return None
@@ -637,7 +597,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
         moment = parse_http_date(value)
         if moment is None:
             return None
-        seconds = (moment - (now or datetime.now(timezone.utc))).total_seconds()
+        try:
+            seconds = (moment - now).total_seconds()
+        except OverflowError:  # a date at the ends of the calendar
+            return None
     if math.isnan(seconds):
         return None
     return max(0.0, seconds) if math.isfinite(seconds) else None
@@ -649,11 +612,81 @@ def parse_http_date(value: str | None) -> datetime | None:
         return None
     try:
         moment = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
-def task_parser(task_id: str) -> Callable[[object], TaskInfo]:
-    """:func:`parse_task_detail` for ``task_id`` (made once per poll stream, not per poll)."""
-    return functools.partial(parse_task_detail, task_id=task_id)
+def content_type(headers: Mapping[str, str]) -> str:
+    """The ``Content-Type`` for a message: its media type, at most 60 printable characters."""
+    value = headers.get("Content-Type")
+    if not value:
+        return "no content type"
+    media = value.split(";", 1)[0].strip()
+    return "".join(c for c in media[:60] if c.isprintable()) or "no content type"
+
+
+def redirect_host(location: str | None) -> str | None:
+    """The host a ``Location`` header points to, if it names one."""
+    if not location:
+        return None
+    try:
+        host = URL(location).host
+    except (TypeError, ValueError):
+        return None
+    return "".join(c for c in (host or "")[:100] if c.isprintable()) or None
+
+
+def decode_json(raw: bytes) -> tuple[object, bool]:
+    """``(payload, True)`` for a body that is JSON, else ``(None, False)``."""
+    try:
+        # json.loads(bytes) first sniffs the encoding; a UTF-8 object (every real
+        # answer) skips that. The same decoding json.loads would pick, errors included.
+        if raw[:1] == b"{" and raw[1:2] != b"\x00":
+            return json.loads(raw.decode("utf-8", "surrogatepass")), True
+        return (json.loads(raw), True) if raw else (None, False)
+    except (ValueError, RecursionError):
+        return None, False
+
+
+def decompress_capped(
+    data: bytes,
+    coding: str,
+    cap: int,
+    too_large: Callable[[], Exception],
+    damaged: Callable[[], Exception],
+) -> bytes:
+    """``data`` decoded from gzip or deflate, refused as soon as it grows past ``cap``.
+
+    Never inflates more than ``cap`` + one step: a decompression bomb costs what its
+    first ``cap`` bytes cost, however far it would expand.
+    """
+    if coding in ("gzip", "x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif data[:1] and data[0] & 0x0F == 8:  # deflate as RFC 1950 says: a zlib stream
+        wbits = zlib.MAX_WBITS
+    else:  # raw deflate, as some servers send it
+        wbits = -zlib.MAX_WBITS
+    out: list[bytes] = []
+    size = 0
+    pending = data
+    try:
+        while pending:
+            inflater = zlib.decompressobj(wbits)
+            while pending:
+                chunk = inflater.decompress(pending, cap + 1 - size)
+                size += len(chunk)
+                if size > cap:
+                    raise too_large()
+                out.append(chunk)
+                pending = inflater.unconsumed_tail
+                if not chunk and pending:
+                    raise damaged()  # no progress: not a stream we can read
+            if not inflater.eof:
+                raise damaged()  # truncated
+            pending = inflater.unused_data  # gzip may hold several members
+            if pending and wbits != 16 + zlib.MAX_WBITS:
+                raise damaged()  # trailing garbage after a deflate stream
+    except zlib.error:
+        raise damaged() from None
+    return b"".join(out)

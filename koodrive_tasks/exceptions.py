@@ -5,6 +5,7 @@
     KooDriveError
     ├── InvalidArgumentError (ValueError)      bad input, caught before any request
     ├── ClientClosedError                      the client was closed under a wait or call
+    ├── EventLoopMismatchError (RuntimeError)  a client used from a second event loop
     ├── TransportError                         no usable HTTP answer          [retryable]
     │   ├── ConnectError                       no connection was made         [retryable]
     │   └── RequestTimeoutError (TimeoutError) one request took too long      [retryable]
@@ -13,7 +14,8 @@
     │   └── InsecureURLError                   a download URL that is not https
     ├── APIError                               the service said no: status, code, trace id
     │   ├── AuthenticationError                401, API-gateway auth codes
-    │   │   └── ClockSkewError                 X-Date rejected: fix the clock
+    │   │   ├── ClockSkewError                 X-Date rejected: fix the clock
+    │   │   └── CredentialProviderError        a token provider failed       [retryable]
     │   ├── PermissionDeniedError              403, 13000410
     │   ├── NotFoundError                      404, 13000301, 13000309
     │   ├── InvalidParameterError              13000102
@@ -67,6 +69,14 @@ class ClientClosedError(KooDriveError):
     """Raised when the client was closed while a wait, a batch or a call was running.
 
     Also raised by any call on a client after :meth:`KooDriveClient.close`.
+    """
+
+
+class EventLoopMismatchError(KooDriveError, RuntimeError):
+    """Raised when a client bound to one event loop is used from another.
+
+    A client (its session, timers and waits) belongs to the loop it was first used
+    in; create it inside the loop that uses it (one per ``asyncio.run``, per test).
     """
 
 
@@ -132,7 +142,7 @@ class APIError(KooDriveError):
     """Raised when KooDrive or its API gateway answers with an error.
 
     Attributes:
-        http_status: The HTTP status code.
+        http_status: The HTTP status code (``None`` when no answer is involved).
         code: The service code (``"13000102"``) or gateway code (``"APIGW.0303"``), if any.
         message: The server's message, if any.
         trace_id: The ``X-Traceid`` sent with the request; quote it to support.
@@ -143,7 +153,7 @@ class APIError(KooDriveError):
         self,
         message: str,
         *,
-        http_status: int,
+        http_status: int | None,
         code: str | None = None,
         server_message: str | None = None,
         trace_id: str | None = None,
@@ -163,6 +173,24 @@ class AuthenticationError(APIError):
 
 class ClockSkewError(AuthenticationError):
     """Raised when an app signature is rejected because ``X-Date`` is out of the window."""
+
+
+class CredentialProviderError(AuthenticationError):
+    """Raised when a ``BearerToken`` provider failed instead of returning a token.
+
+    It names the provider and the kind of failure, never the provider's message (it
+    may hold a secret). Retried inside a wait, with backoff, as the provider is
+    usually a token endpoint that may recover.
+
+    Attributes:
+        provider: The provider's name.
+    """
+
+    retryable = True
+
+    def __init__(self, message: str, *, provider: str) -> None:
+        super().__init__(message, http_status=None)
+        self.provider = provider
 
 
 class PermissionDeniedError(APIError):

@@ -98,6 +98,7 @@ def test_retryable_flags() -> None:
         "MalformedResponseError",
         "RateLimitedError",
         "ServerError",
+        "CredentialProviderError",
     }
 
 
