@@ -27,7 +27,7 @@ from ._models import (
     TaskType,
 )
 from ._outcome import TaskOutcome
-from ._policy import PollPolicy, ProgressSample
+from ._policy import PollPlan, PollPolicy, ProgressSample
 from ._stats import ClientStats, RequestEvent, RetryEvent
 from ._waiter import TaskWaiter
 from .exceptions import (
@@ -57,7 +57,7 @@ from .exceptions import (
     WaitTimeoutError,
 )
 
-__all__ = [
+__all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "APIError",
     "AppSignature",
     "AsyncioClock",
@@ -82,6 +82,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PollPlan",
     "PollPolicy",
     "ProgressSample",
     "ProgressUpdate",

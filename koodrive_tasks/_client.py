@@ -42,6 +42,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 """A task detail is a few KB; a 1000-file ``taskInfos`` list stays far below 1 MiB."""
 MAX_FILE_IDS = 1000
 _DEFAULT_ATTEMPTS = 4
+_KEPT_REQUESTS = 256
 
 TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
 
@@ -151,6 +152,7 @@ class KooDriveClient:
         )
         self._streams = PollStreams(self._transport, detail_request)
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
+        self._requests: dict[TaskRef, Request[TaskInfo]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -199,6 +201,7 @@ class KooDriveClient:
         """
         if self._transport.closed:
             return
+        self._requests.clear()  # they may hold kdstokens
         error = ClientClosedError("this KooDriveClient was closed while the wait was running")
         for batch in list(self._batches):
             batch.end(error)
@@ -226,7 +229,14 @@ class KooDriveClient:
         Raises:
             KooDriveError: A subclass saying what went wrong.
         """
-        request = detail_request(TaskRef(share_id, task_id, kdstoken))
+        ref = TaskRef(share_id, task_id, kdstoken)
+        request = self._requests.get(ref)
+        if request is None:
+            # A caller polling in its own loop sends the same request again and again: it
+            # is built (and encoded) once. Bounded, dropped on close (it may hold a kdstoken).
+            if len(self._requests) >= _KEPT_REQUESTS:
+                self._requests.clear()
+            request = self._requests[ref] = detail_request(ref)
         return await self._transport.call(request, task_id=task_id, may_retry=_retryable)
 
     async def create_share_task(

@@ -84,6 +84,10 @@ class Slot:
         self._on_admit(self)
 
 
+def _admitted_at_once(_: Slot) -> None:
+    """The callback of a slot admitted without queueing: nobody needs telling."""
+
+
 class Limiter(Protocol):
     """The admission gate as the request path and the poll streams use it.
 
@@ -209,6 +213,17 @@ class LocalLimiter:
         """Wait for a turn (see :class:`Limiter`); a free turn takes no coroutine switch."""
         if self._closed is not None:
             raise self._closed
+        if not self._queued and self._in_flight < self._limits.max_in_flight:
+            # The usual case: nobody queues and a place is free. Admitted now if the pause
+            # and the rate allow, without a future or a callback.
+            now = self._clock.monotonic()
+            if self._wait(now) <= 0:
+                self._in_flight += 1
+                self._take(now)
+                slot = Slot(self, _admitted_at_once)
+                slot._state = _SlotState.ADMITTED
+                slot._epoch = self._epoch
+                return slot
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def admitted(_: Slot) -> None:

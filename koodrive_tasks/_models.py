@@ -156,6 +156,8 @@ class TargetFolder:
 
 
 def _text_id(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if type(value) is str and value.isascii() and value.strip():
+        return  # the usual id, checked in one step
     if not isinstance(value, str) or not value.strip():
         raise InvalidArgumentError(f"{attribute.name} must be a non-empty string, got {value!r}")
     if not is_text(value):

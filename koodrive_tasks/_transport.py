@@ -270,20 +270,16 @@ class Transport:
                 )
             except KooDriveError as failure:
                 error = failure
-            finally:
-                slot.release()
+            if error is None and status == 401 and not refreshed:
+                slot.release()  # the refresh may take a while; the retry queues anew
                 slot = None
-            if error is None:
-                if (
-                    status == 401
-                    and not refreshed
-                    and await self._refresh(auth_headers, request, deadline)
-                ):
+                if await self._refresh(auth_headers, request, deadline):
                     logger.info(
                         "%s: credentials rejected, retrying once with refreshed ones",
                         request.operation,
                     )
                     continue
+            if error is None:
                 try:
                     result = self._result(request, status, raw, headers, trace_id)  # type: ignore[arg-type]
                 except KooDriveError as failure:
@@ -293,7 +289,10 @@ class Transport:
                 # (its request_info holds the Authorization header): on Python 3.10 a
                 # coroutine's raise can pick up an exception its caller was handling.
                 error.__context__ = None
-                self._account(error)
+                self._account(error)  # a 429 pauses the gate before this turn is given back
+            if slot is not None:
+                slot.release()
+            if error is not None:
                 self._observe(request.operation, status, started, trace_id, error)
                 raise error
             if self._on_request is not None:  # the event is only built for a hook

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import pytest
 from kd_fakes import BASE, PACKAGE_URL, MockKooDrive, shape_a, shape_b, task_id_of
 
 from koodrive_tasks import (
+    InvalidArgumentError,
     KooDriveClient,
     NotFoundError,
     TaskCanceledError,
@@ -116,7 +119,7 @@ async def test_leaving_a_batch_early_stops_its_waits(
         async for _ in stream:
             break
     assert asyncio.all_tasks() == {asyncio.current_task()}
-    assert len(client._streams) == 0
+    assert client.stats.streams == 0
 
 
 async def test_per_task_timeouts_are_outcomes(
@@ -150,3 +153,16 @@ async def test_client_close_stops_running_batches(mock: MockKooDrive, clock: Vir
 async def test_taskref_repr_hides_kdstoken() -> None:
     """A TaskRef's repr never shows its kdstoken."""
     assert "KDS-SECRET" not in repr(TaskRef("s", "t", "KDS-SECRET"))
+
+
+async def test_a_batch_with_one_bad_task_refuses_before_any_wait_starts(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
+    """A kdstoken that cannot be sent fails the call itself: no wait of the batch began."""
+    tasks: list[Any] = [("s", "t1"), ("s", "t2", 123)]
+    with pytest.raises(InvalidArgumentError):
+        client.as_completed(tasks)
+    with pytest.raises(InvalidArgumentError):
+        await client.wait_many(tasks)
+    assert not mock.requests
+    assert client.stats.streams == 0

@@ -233,29 +233,35 @@ async def test_cancelled_queued_requests_give_their_rate_slots_back(
         assert clock.monotonic() - start <= 2
 
 
-async def test_in_flight_places_are_first_come_first_served_and_survive_cancellation() -> None:
-    """A waiter cancelled in the queue leaves it; one cancelled after being handed a place passes it on."""
-    from koodrive_tasks._scheduler import RequestScheduler
-
-    scheduler = RequestScheduler(Limits(max_in_flight=1, rate=None), VirtualClock())
-    assert scheduler.enter_now()
-    assert not scheduler.enter_now()
+async def test_places_are_first_come_first_served_and_survive_cancellation(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """max_in_flight=1: queued one-shot calls get the place in order; one cancelled while
+    queued leaves the queue, and the place still reaches the next."""
+    gate = asyncio.Event()
     order: list[str] = []
 
-    async def enter(name: str) -> None:
-        await scheduler.enter()
-        order.append(name)
+    async def answer(url: object, **kw: Any) -> CallbackResult:
+        tid = task_id_of(kw)
+        order.append(tid)
+        if tid == "holder":
+            await gate.wait()
+        return CallbackResult(payload=shape_a(1, 10, task_id=tid))
 
-    first, second, third = (asyncio.ensure_future(enter(n)) for n in ("a", "b", "c"))
-    await asyncio.sleep(0)
-    first.cancel()  # cancelled while queued
-    await asyncio.sleep(0)
-    scheduler.leave()  # the place goes to "b" ...
-    second.cancel()  # ... which is cancelled before it runs: "c" must get the place
-    await asyncio.gather(first, second, return_exceptions=True)
-    await third
-    assert order == ["c"]
-    assert scheduler.in_flight == 1
-    scheduler.leave()
-    assert scheduler.in_flight == 0
-    assert scheduler.enter_now()
+    mock.post(DETAIL, callback=answer, repeat=True)
+    async with client_with(clock, limits=Limits(max_in_flight=1, rate=None)) as kd:
+        holder = asyncio.ensure_future(kd.get_share_task("s", "holder"))
+        await asyncio.sleep(0)
+        calls = {n: asyncio.ensure_future(kd.get_share_task("s", n)) for n in ("a", "b", "c")}
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert kd.stats.in_flight == 1
+        assert kd.stats.queued == 3
+        calls["a"].cancel()  # cancelled while queued
+        await asyncio.gather(calls["a"], return_exceptions=True)
+        assert kd.stats.queued == 2
+        gate.set()
+        await asyncio.gather(holder, calls["b"], calls["c"])
+        assert order == ["holder", "b", "c"]
+        assert kd.stats.in_flight == 0
+        assert kd.stats.queued == 0

@@ -1,7 +1,4 @@
-"""Races in the timer-driven poll streams: deadlines in every state, the in-flight count, pauses.
-
-Found by an independent review of the design; each test failed before its fix.
-"""
+"""Races in the timer-driven poll streams: deadlines in every state, the in-flight count, pauses."""
 
 from __future__ import annotations
 
@@ -14,8 +11,6 @@ from aioresponses import CallbackResult
 from kd_fakes import BASE, DETAIL, PACKAGE_URL, TOKEN, MockKooDrive, shape_a, shape_b, task_id_of
 
 from koodrive_tasks import BearerToken, KooDriveClient, Limits, PollPolicy, WaitTimeoutError
-from koodrive_tasks._scheduler import RequestScheduler
-from koodrive_tasks._streams import State
 from koodrive_tasks.testing import VirtualClock
 
 STEADY = PollPolicy(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
@@ -66,37 +61,71 @@ async def test_breaking_out_of_async_for_stops_the_polls(
         assert len(mock.requests_to(DETAIL)) == 1
 
 
-def test_refunding_a_slot_a_pause_voided_gives_nothing_back() -> None:
-    """A slot booked before a pause is void: giving it back must not hand a later slot out twice."""
+async def test_a_poll_that_leaves_the_queue_takes_no_turn(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """rate 1/s: a wait that leaves while its poll queues does not delay the next wait's poll."""
+    mock.post(DETAIL, callback=running(), repeat=True)
+    sent: list[tuple[str, float]] = []
+    async with KooDriveClient(
+        BASE,
+        auth=BearerToken(TOKEN),
+        clock=clock,
+        policy=STEADY,
+        limits=Limits(rate=1.0, burst=1),
+        on_request=lambda e: sent.append((e.operation, clock.monotonic())),
+    ) as kd:
+        first = asyncio.ensure_future(kd.wait_for_task("s", "t1").final_info())
+        await asyncio.sleep(0)
+        leaving = asyncio.ensure_future(kd.wait_for_task("s", "t2").final_info())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert kd.stats.queued == 1
+        leaving.cancel()
+        await asyncio.gather(leaving, return_exceptions=True)
+        assert kd.stats.queued == 0
+        third = asyncio.ensure_future(kd.wait_for_task("s", "t3").final_info())
+        await clock.sleep(1.5)
+        for task in (first, third):
+            task.cancel()
+        await asyncio.gather(first, third, return_exceptions=True)
+    assert ("query task t3", 1.0) in sent  # the turn t2 left behind
+    assert not any(op == "query task t2" for op, _ in sent)
 
-    async def run() -> list[float]:
-        clock = VirtualClock()
-        s = RequestScheduler(Limits(rate=1.0, burst=1), clock, rand=lambda: 0.0)
-        s.reserve(None)  # t=0: sent now
-        epoch = s.epoch
-        s.reserve(None)  # a stream booked for t=1
-        s.pause(10)  # a 429: slots from t=10 on, one per second
-        after = [s.reserve(None) for _ in range(3)]  # 10, 11, 12
-        s.refund(epoch)  # the stream's wait leaves during the pause
-        after.append(s.reserve(None))  # must be 13
-        return after
 
-    slots = asyncio.run(run())
-    assert len(set(slots)) == len(slots), f"slots {slots}: one given twice"
+async def test_a_throttling_pause_holds_back_queued_polls(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """rate 1/s: a 429 with Retry-After 10 at t=0 sends nothing until t=10, then one per second."""
+    answers = iter([429])
 
+    def answer(url: object, **kw: Any) -> CallbackResult:
+        if next(answers, 200) == 429:
+            return CallbackResult(status=429, headers={"Retry-After": "10"}, payload={})
+        return CallbackResult(payload=shape_a(1, 10, task_id=task_id_of(kw)))
 
-def test_refunding_a_slot_gives_it_to_the_next() -> None:
-    """Without a pause in between, a slot given back goes to the next request."""
-
-    async def run() -> list[float]:
-        s = RequestScheduler(Limits(rate=1.0, burst=1), VirtualClock(), rand=lambda: 0.0)
-        first = s.reserve(None)
-        epoch = s.epoch
-        s.reserve(None)  # 1
-        s.refund(epoch)
-        return [first, s.reserve(None)]
-
-    assert asyncio.run(run()) == [0.0, 1.0]
+    mock.post(DETAIL, callback=answer, repeat=True)
+    sent: list[float] = []
+    async with KooDriveClient(
+        BASE,
+        auth=BearerToken(TOKEN),
+        clock=clock,
+        policy=STEADY,
+        limits=Limits(rate=1.0, burst=1),
+        on_request=lambda e: sent.append(clock.monotonic()),
+    ) as kd:
+        waits = [
+            asyncio.ensure_future(kd.wait_for_task("s", f"t{i}").final_info()) for i in range(4)
+        ]
+        await clock.sleep(14.5)
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+        assert kd.stats.pauses == 1
+    assert sent[0] == 0
+    later = sent[1:]
+    assert all(t >= 10 for t in later), sent
+    assert later[:4] == [10, 11, 12, 13], sent  # at the rate after the pause, not in a burst
 
 
 async def test_join_during_request_earlier_deadline_not_exact(
@@ -114,8 +143,7 @@ async def test_join_during_request_earlier_deadline_not_exact(
         a = asyncio.ensure_future(kd.wait_for_task("s", "t1").final_info())
         for _ in range(10):
             await asyncio.sleep(0)
-        stream = kd._streams._streams[("s", "t1", None)]
-        assert stream.request is not None
+        assert kd.stats.in_flight == 1
         b = asyncio.ensure_future(kd.wait_for_task("s", "t1", timeout=2).final_info())
         await clock.sleep(5)
         done_at_5 = b.done()
@@ -143,7 +171,7 @@ async def test_join_booked_stream_earlier_deadline_not_exact(
         a1 = asyncio.ensure_future(kd.wait_for_task("s", "t1").final_info())
         a2 = asyncio.ensure_future(kd.wait_for_task("s", "t2").final_info())
         await clock.sleep(1)
-        assert kd._streams._streams[("s", "t2", None)].state is State.BOOKED
+        assert kd.stats.queued == 1  # t2's poll waits for its turn under the rate
         start = clock.monotonic()
         with pytest.raises(WaitTimeoutError):
             await kd.wait_for_task("s", "t2", timeout=2).final_info()
@@ -157,8 +185,8 @@ async def test_join_booked_stream_earlier_deadline_not_exact(
 async def test_cancel_before_request_task_starts_leaks_in_flight(
     mock: MockKooDrive, clock: VirtualClock
 ) -> None:
-    """A batch closed in the same loop step the request task was created: _in_flight stays 1;
-    with max_in_flight=1 every later wait wedges, even one with a timeout."""
+    """A batch closed in the same loop step its request task was created leaves no place taken:
+    with max_in_flight=1 every later wait would wedge, even one with a timeout."""
     mock.post(DETAIL, callback=running(), repeat=True)
     limits = Limits(max_in_flight=1, rate=None)
     async with KooDriveClient(
@@ -168,16 +196,13 @@ async def test_cancel_before_request_task_starts_leaks_in_flight(
         consumer = asyncio.ensure_future(batch.__anext__())
         for _ in range(20):
             await asyncio.sleep(0)
-            s = kd._streams._streams.get(("s", "t1", None))
-            if s is not None and s.request is not None:
+            if kd.stats.in_flight:
                 break
-        assert s is not None
-        assert s.request is not None
+        assert kd.stats.in_flight == 1
         await batch.aclose()  # cancels a request task that never ran
         consumer.cancel()
         await asyncio.gather(consumer, return_exceptions=True)
-        print("in_flight after close:", kd._streams._in_flight)
-        leaked = kd._streams._in_flight
+        leaked = kd.stats.in_flight
         w = asyncio.ensure_future(kd.wait_for_task("s", "t2", timeout=5).final_info())
         await clock.sleep(50)
         hung = not w.done()
@@ -190,10 +215,8 @@ async def test_cancel_before_request_task_starts_leaks_in_flight(
 async def test_deadline_passing_during_request_is_noticed_only_at_next_poll(
     mock: MockKooDrive, clock: VirtualClock
 ) -> None:
-    """Sole wait, timeout 15; its poll at t=10 returns (unchanged) at t=17. It should raise at
-    t=17 at the latest; the stream re-arms only for the next poll (t=27) since _arm drops
-    deadlines <= now. In production the same happens when the request timeout, clipped to the
-    deadline, fires at D+eps: _failed re-arms for the retry only."""
+    """Sole wait, timeout 15; its poll at t=10 answers (unchanged) at t=17: the wait ends then,
+    not at the next poll (t=27)."""
     gate = asyncio.Event()
     calls = 0
 
@@ -248,10 +271,11 @@ async def test_queued_stream_ignores_its_waits_deadline(
         assert done, f"t2's wait (deadline 2) still waiting at t=50; ended at {ended}"
 
 
-async def test_queued_stream_closed_keeps_its_rate_slot(
+async def test_a_queued_poll_that_leaves_frees_the_queue(
     mock: MockKooDrive, clock: VirtualClock
 ) -> None:
-    """A stream queued for a free place gives its rate slot back when its wait leaves."""
+    """max_in_flight=1: t2's poll queues behind t1's held request; t2's wait leaving empties the
+    queue, and once t1's request ends nothing is in flight."""
     gate = asyncio.Event()
 
     async def answer(url: object, **kw: Any) -> CallbackResult:
@@ -267,27 +291,25 @@ async def test_queued_stream_closed_keeps_its_rate_slot(
         a = asyncio.ensure_future(kd.wait_for_task("s", "t1").final_info())
         for _ in range(10):
             await asyncio.sleep(0)
-        tat_before = kd._scheduler._tat
         b = asyncio.ensure_future(kd.wait_for_task("s", "t2").final_info())
         for _ in range(10):
             await asyncio.sleep(0)
-        assert len(kd._streams._queued) == 1
+        assert kd.stats.queued == 1
         b.cancel()
         await asyncio.gather(b, return_exceptions=True)
-        tat_after = kd._scheduler._tat
+        assert kd.stats.queued == 0
         gate.set()
         a.cancel()
         await asyncio.gather(a, return_exceptions=True)
-        assert tat_after == tat_before  # the slot was given back
-        assert len(kd._streams._queued) == 0  # dropped once a place came free
-        assert kd._streams._in_flight == 0
+        assert kd.stats.in_flight == 0
+        assert len(mock.requests_to(DETAIL)) == 1  # t2 never got a turn
 
 
 async def test_queued_stream_launched_during_a_throttling_pause(
     mock: MockKooDrive, clock: VirtualClock
 ) -> None:
-    """max_in_flight=1: t1's request gets 429 Retry-After 30 while t2 waits in _queued.
-    request_done() launches t2 at once (admitted=True: no scheduler check) inside the pause."""
+    """max_in_flight=1: t1's request gets 429 Retry-After 30 while t2's poll queues for a
+    place: t2 must not be sent inside the pause when the place comes free."""
     gate = asyncio.Event()
     sent: list[tuple[str, float]] = []
 
@@ -314,10 +336,11 @@ async def test_queued_stream_launched_during_a_throttling_pause(
         b = asyncio.ensure_future(kd.wait_for_task("s", "t2").final_info())
         for _ in range(10):
             await asyncio.sleep(0)
-        assert len(kd._streams._queued) == 1
+        assert kd.stats.queued == 1
         gate.set()
         await clock.sleep(5)
-        paused_until = kd._scheduler.paused_until
+        assert kd.stats.pauses == 1
+        paused_until = 30.0  # the 429 came at t=0
         for t in (a, b):
             t.cancel()
         await asyncio.gather(a, b, return_exceptions=True)
@@ -328,9 +351,8 @@ async def test_queued_stream_launched_during_a_throttling_pause(
 async def test_one_impatient_wait_delays_the_shared_stream(
     mock: MockKooDrive, clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """rate 0.1/s: t1 takes the slot at 0; t2's stream has A (timeout 5) and B (no timeout).
-    The slot for t2 (t=10) lies past A's deadline, so _book fails as if a poll failed, over
-    and over until A leaves: fake retries/warnings, and B inherits the grown backoff."""
+    """rate 0.1/s: t1 takes the turn at 0; t2's stream has A (timeout 5) and B (no timeout).
+    t2's turn (t=10) lies past A's deadline: A times out, and nothing counts as a failed poll."""
     mock.post(DETAIL, callback=running(), repeat=True)
     limits = Limits(rate=0.1, burst=1)
     polled_at: list[float] = []
@@ -356,3 +378,32 @@ async def test_one_impatient_wait_delays_the_shared_stream(
     print("retries:", retries, "polls at:", polled_at)
     print("\n".join(msgs[:5]))
     assert retries == 0, f"{retries} retries counted although no request failed"
+
+
+def running_late(clock: VirtualClock, **delays: float) -> Any:
+    """Every task runs at 10 %; the tasks named in `delays` answer that many seconds late."""
+
+    async def answer(url: object, **kw: Any) -> CallbackResult:
+        task_id = task_id_of(kw)
+        if task_id in delays:
+            await clock.sleep(delays[task_id])
+        return CallbackResult(payload=shape_a(1, 10, task_id=task_id))
+
+    return answer
+
+
+async def test_a_wait_ends_on_time_while_every_in_flight_place_is_taken(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """A slow request holding the only place does not carry a wait past its own deadline."""
+    mock.post(DETAIL, callback=running_late(clock, slow=25), repeat=True)
+    async with KooDriveClient(
+        BASE, auth=BearerToken(TOKEN), clock=clock, limits=Limits(max_in_flight=1)
+    ) as kd:
+        slow = asyncio.ensure_future(kd.get_share_task("s", "slow"))
+        await asyncio.sleep(0)
+        with pytest.raises(WaitTimeoutError) as caught:
+            await kd.wait_for_task("s", "t1", timeout=1).final_info()
+        assert clock.monotonic() == 1
+        assert "max_in_flight" in str(caught.value)
+        await slow

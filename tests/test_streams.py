@@ -54,7 +54,7 @@ async def test_idle_waits_hold_no_task(mock: MockKooDrive, clock: VirtualClock) 
         await clock.sleep(5)  # every task polled once; the next polls are due at 10
         assert polls(mock) == 50
         assert others() == {batch}  # the consumer only: no task per wait, no request left
-        assert len(kd._streams) == 50
+        assert kd.stats.streams == 50
         outcomes = await batch
     assert all(o.ok for o in outcomes.values())
     assert polls(mock) == 50 * 4
@@ -132,7 +132,7 @@ async def test_a_bug_while_polling_reaches_the_wait_and_the_batch(
         await client.wait_for_task("s1", "t1")
     with pytest.raises(RuntimeError, match="bug"):
         await client.wait_many([("s1", "t2")])
-    assert len(client._streams) == 0
+    assert client.stats.streams == 0
 
 
 class SleepOnlyClock:

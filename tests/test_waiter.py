@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+from typing import Any
 
 import aiohttp
 import pytest
-from kd_fakes import DETAIL, FAST, PACKAGE_URL, URL_QUERY, MockKooDrive, shape_a, shape_b
+from aioresponses import CallbackResult
+from kd_fakes import (
+    BASE,
+    DETAIL,
+    FAST,
+    PACKAGE_URL,
+    TOKEN,
+    URL_QUERY,
+    MockKooDrive,
+    shape_a,
+    shape_b,
+    task_id_of,
+)
 
 from koodrive_tasks import (
+    BearerToken,
     FileStatus,
     InsecureURLError,
     KooDriveClient,
@@ -295,7 +310,7 @@ async def test_cancel_mid_sleep_stops_everything(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert len(client._streams) == 0
+    assert client.stats.streams == 0
     assert asyncio.all_tasks() == {asyncio.current_task()}
     before = polls(mock)
     clock.advance(1000)
@@ -379,3 +394,35 @@ def _token() -> object:
 
 
 __all__ = ["FAST"]
+
+
+STEADY = PollPolicy(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
+
+
+def running_at_10(clock: VirtualClock) -> Any:
+    """Every task runs at 10 %."""
+
+    def answer(url: object, **kw: Any) -> CallbackResult:
+        return CallbackResult(payload=shape_a(1, 10, task_id=task_id_of(kw)))
+
+    return answer
+
+
+async def test_an_abandoned_iteration_does_not_keep_its_stream(
+    mock: MockKooDrive, clock: VirtualClock
+) -> None:
+    """`async for ... break`: the stream goes once the deadline passes, or the waiter is dropped."""
+    mock.post(DETAIL, callback=running_at_10(clock), repeat=True)
+    async with KooDriveClient(BASE, auth=BearerToken(TOKEN), clock=clock, policy=STEADY) as kd:
+        kept = kd.wait_for_task("s", "kept", timeout=5)
+        async for _ in kept:
+            break
+        for i in range(20):
+            async for _ in kd.wait_for_task("s", f"dropped-{i}", timeout=None):
+                break
+        gc.collect()
+        assert kd.stats.streams == 1  # only the kept waiter's
+        await clock.sleep(10)  # past the kept waiter's deadline
+        assert kd.stats.streams == 0
+        with pytest.raises(WaitTimeoutError):
+            await kept.final_info()
