@@ -2,12 +2,11 @@
 
 Use it as ``async with Emulator() as emu:`` and point a client at ``emu.url`` with
 ``emu.token`` (or ``emu.app_id``/``emu.app_secret``); drive task time with a
-:class:`ManualClock`, script tasks with :class:`TaskScript` and inject faults with
+:class:`koodrive_tasks.testing.VirtualClock`, script tasks with :class:`TaskScript` and inject faults with
 :class:`Fault` and :class:`FaultPlan`.
 """
 
 from ._auth import AppCredential
-from ._clock import ManualClock
 from ._faults import DEFAULT_FAULT_MIX, Fault, FaultKind, FaultPlan
 from ._scripts import Curve, FileResultsForm, Outcome, RandomScripts, Shape, Stall, TaskScript
 from ._server import Emulator, serve
@@ -24,7 +23,6 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "FileResultsForm",
-    "ManualClock",
     "Outcome",
     "RandomScripts",
     "Shape",

@@ -108,7 +108,7 @@ class EmulatorApp:
     async def _stamp_date(self, _: web.Request, response: web.StreamResponse) -> None:
         # A server's Date header shows its own clock; clients compare it with theirs to
         # detect skew, so it follows the injected wall clock, not the real one.
-        now = self.service.wall_clock()
+        now = self.service.clock.now()
         second = int(now.timestamp())
         if second != self._date_second:
             moment = datetime.fromtimestamp(second, timezone.utc)
@@ -238,7 +238,7 @@ class EmulatorApp:
 
     def _detail_body(self, request: web.Request, task: Task) -> dict[str, Any]:
         service = self.service
-        snap = task.snapshot(service.clock())
+        snap = task.snapshot(service.clock.monotonic())
         script = task.script
         download_url = ""
         if (
@@ -246,7 +246,7 @@ class EmulatorApp:
             and task.task_type is TaskType.PACKAGE_DOWNLOAD
             and FileStatus.SUCCEEDED in task.final_statuses()
         ):
-            expires = int(service.wall_clock().timestamp() + self.download_ttl_s)
+            expires = int(service.clock.now().timestamp() + self.download_ttl_s)
             download_url = self.signer.url(
                 f"{request.scheme}://{request.host}", task.task_id, expires
             )
@@ -306,10 +306,13 @@ class EmulatorApp:
             return _storage_error(
                 403, "SignatureDoesNotMatch", "The request signature does not match."
             )
-        if int(expires) < service.wall_clock().timestamp():
+        if int(expires) < service.clock.now().timestamp():
             return _storage_error(403, "AccessDenied", "Request has expired.")
         task = service.lookup(task_id)
-        if task is None or task.snapshot(service.clock()).status is not TaskStatus.COMPLETED:
+        if (
+            task is None
+            or task.snapshot(service.clock.monotonic()).status is not TaskStatus.COMPLETED
+        ):
             return _storage_error(404, "NoSuchKey", "The specified key does not exist.")
         files = task.succeeded_file_ids()
         if task.task_type is not TaskType.PACKAGE_DOWNLOAD or not files:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import signal
-import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
 from types import TracebackType
 
 from aiohttp import web
@@ -15,7 +13,7 @@ from aiohttp import web
 from .._models import TaskType
 from ._app import EmulatorApp
 from ._auth import AppCredential, Authenticator
-from ._clock import utc_now
+from ._clock import SystemClock, TimeSource
 from ._download import DownloadSigner
 from ._faults import Fault, FaultPlan
 from ._scripts import FileResultsForm, RandomScripts, Shape, TaskScript
@@ -29,16 +27,18 @@ class Emulator:
 
     ``async with Emulator(shape="B", seed=1) as emu:`` serves on ``emu.url`` until the
     block ends. Task state is computed from ``clock`` at each request, so a
-    :class:`ManualClock` drives hours of task time instantly and 10,000 tasks cost
-    only their records.
+    :class:`koodrive_tasks.testing.VirtualClock` drives hours of task time instantly
+    and 10,000 tasks cost only their records.
 
     Args:
         shape: ``"A"`` (``code`` ``"0"``, ``taskInfo``) or ``"B"`` (``code`` ``0``,
             ``jobInfo`` and ``taskInfos``); a task's script may override it.
         file_results: How shape B renders ``taskInfos``: ``"list"`` or ``"object"``.
         seed: Seeds scripts drawn from ``random_scripts``, random faults and task ids.
-        clock: Monotonic seconds; drives the task life cycle.
-        wall_clock: Aware UTC now; used for ``X-Date`` checks, timestamps and link expiry.
+        clock: A :class:`koodrive_tasks.Clock` (only ``monotonic()`` and ``now()`` are
+            read): monotonic time drives task life cycles, token expiry and retention;
+            wall time the ``X-Date`` checks, timestamps, ``Date`` headers and link expiry.
+            Real time by default. Pass the client's clock to share virtual time.
         script: The script of created tasks when none is queued and ``random_scripts``
             is unset (default: ``TaskScript()``, 1 s pending then 10 s processing).
         random_scripts: Draw each created task's script from this distribution.
@@ -55,7 +55,7 @@ class Emulator:
         tokens: More accepted tokens, each mapped to its user id.
         apps: More accepted apps, each mapped to its credential.
         token_ttl_s: Idle seconds before a token expires (``None``: never).
-        max_skew_s: How far ``X-Date`` may lie from ``wall_clock()``, either way.
+        max_skew_s: How far ``X-Date`` may lie from ``clock.now()``, either way.
         download_ttl_s: How long a package link stays valid.
         host: The interface to listen on.
         port: The port; ``0`` picks a free one.
@@ -68,8 +68,7 @@ class Emulator:
         shape: Shape = "B",
         file_results: FileResultsForm = "list",
         seed: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], datetime] = utc_now,
+        clock: TimeSource | None = None,
         script: TaskScript | None = None,
         random_scripts: RandomScripts | None = None,
         fault_rate: float = 0.0,
@@ -96,11 +95,11 @@ class Emulator:
         self.token = token or secrets.token_urlsafe(32)
         self.app_id = app_id or f"app-{secrets.token_hex(8)}"
         self.app_secret = app_secret or secrets.token_hex(32)
+        clock = clock if clock is not None else SystemClock()
         self.service = TaskService(
             shape=shape,
             file_results=file_results,
             clock=clock,
-            wall_clock=wall_clock,
             default_script=script or TaskScript(),
             random_scripts=random_scripts,
             fault_plan=faults if faults is not None else FaultPlan(rate=fault_rate),
@@ -112,7 +111,6 @@ class Emulator:
             {self.token: self.user_id, **(tokens or {})},
             {self.app_id: AppCredential(self.app_secret, self.user_id), **(apps or {})},
             clock=clock,
-            wall_clock=wall_clock,
             max_skew_s=max_skew_s,
             token_ttl_s=token_ttl_s,
         )

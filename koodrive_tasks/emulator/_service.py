@@ -5,10 +5,9 @@ from __future__ import annotations
 import collections
 import random
 import secrets
-from collections.abc import Callable
-from datetime import datetime
 
 from .._models import TaskType
+from ._clock import TimeSource
 from ._faults import Fault, FaultPlan
 from ._scripts import FileResultsForm, RandomScripts, Shape, TaskScript
 from ._stats import EmulatorStats
@@ -22,8 +21,7 @@ class TaskService:
     Args:
         shape: Default response shape.
         file_results: Default ``taskInfos`` form in shape B.
-        clock: Monotonic seconds, read at each request.
-        wall_clock: Aware UTC now.
+        clock: The time source, read at each request.
         default_script: Script for tasks when none is queued and ``random_scripts`` is unset.
         random_scripts: Distribution to draw scripts from, or ``None``.
         fault_plan: Random faults.
@@ -38,8 +36,7 @@ class TaskService:
         *,
         shape: Shape,
         file_results: FileResultsForm,
-        clock: Callable[[], float],
-        wall_clock: Callable[[], datetime],
+        clock: TimeSource,
         default_script: TaskScript,
         random_scripts: RandomScripts | None,
         fault_plan: FaultPlan,
@@ -50,7 +47,6 @@ class TaskService:
         self.shape: Shape = shape
         self.file_results: FileResultsForm = file_results
         self.clock = clock
-        self.wall_clock = wall_clock
         self.default_script = default_script
         self.random_scripts = random_scripts
         self.fault_plan = fault_plan
@@ -79,7 +75,7 @@ class TaskService:
 
     def sweep(self) -> None:
         """Purge tasks past their retention (amortised: called on each create)."""
-        for task_id in self.store.sweep(self.clock()):
+        for task_id in self.store.sweep(self.clock.monotonic()):
             self.stats.polls.pop(task_id, None)
             self.stats.tasks_purged += 1
 
@@ -121,8 +117,8 @@ class TaskService:
             user_id=user_id,
             file_ids=file_ids,
             script=script,
-            created_at=self.clock(),
-            created_wall=self.wall_clock(),
+            created_at=self.clock.monotonic(),
+            created_wall=self.clock.now(),
             zip_name=zip_name,
             target=target,
         )
@@ -132,7 +128,7 @@ class TaskService:
 
     def lookup(self, task_id: str) -> Task | None:
         """Find a task; ``None`` if unknown or purged."""
-        task = self.store.get(task_id, self.clock())
+        task = self.store.get(task_id, self.clock.monotonic())
         if task is None:
             self.stats.polls.pop(task_id, None)
         return task
@@ -150,7 +146,7 @@ class TaskService:
         task = self.lookup(task_id)
         if task is None:
             raise KeyError(task_id)
-        canceled = task.cancel(self.clock())
+        canceled = task.cancel(self.clock.monotonic())
         if canceled:
             self.store.ended_earlier(task)
         return canceled
@@ -165,7 +161,7 @@ class TaskService:
         task = self.lookup(task_id)
         if task is None:
             raise KeyError(task_id)
-        return task.snapshot(self.clock())
+        return task.snapshot(self.clock.monotonic())
 
     def detail_fault(self, task: Task | None) -> Fault | None:
         """Count a detail poll and choose its fault: scripted for the task, else random."""
