@@ -7,7 +7,14 @@ Use it as ``async with Emulator() as emu:`` and point a client at ``emu.url`` wi
 """
 
 from ._auth import AppCredential
-from ._faults import DEFAULT_FAULT_MIX, Fault, FaultKind, FaultPlan
+from ._faults import (
+    DEFAULT_FAULT_MIX,
+    PERMANENT_FAULTS,
+    TRANSIENT_FAULTS,
+    Fault,
+    FaultKind,
+    FaultPlan,
+)
 from ._scripts import Curve, FileResultsForm, Outcome, RandomScripts, Shape, Stall, TaskScript
 from ._server import Emulator, serve
 from ._stats import EmulatorStats
@@ -15,6 +22,8 @@ from ._tasks import TaskSnapshot
 
 __all__ = [
     "DEFAULT_FAULT_MIX",
+    "PERMANENT_FAULTS",
+    "TRANSIENT_FAULTS",
     "AppCredential",
     "Curve",
     "Emulator",

@@ -18,20 +18,16 @@ from aiohttp import web
 from .._models import FileStatus, TaskStatus, TaskType
 from ._auth import Authenticator, Caller
 from ._download import DownloadSigner, build_zip
-from ._faults import Fault, FaultKind, json_response, render_fault
+from ._faults import SERVICE_MESSAGES, Fault, FaultKind, json_response, render_fault
 from ._service import TaskService
 from ._tasks import Task
 
 CREATE_PATH = "/koodrive/ose/v1/share/tasks"
 DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
 DOWNLOAD_PATH = "/download/{name}"
+STATS_PATH = "/_emulator/stats"
 MAX_FILE_IDS = 1000
 
-SERVICE_MESSAGES = {
-    "13000102": "Parameter check failed",
-    "13000309": "The resource does not exist",
-    "13000311": "Insufficient space",
-}
 _FILE_STATUS_TEXT = {status: str(status.value) for status in FileStatus}
 
 
@@ -97,11 +93,12 @@ class EmulatorApp:
         self._date_text = ""
 
     def build(self) -> web.Application:
-        """Build the application with its three routes."""
+        """Build the application with its routes."""
         app = web.Application()
         app.router.add_post(CREATE_PATH, self.create)
         app.router.add_post(DETAIL_PATH, self.detail)
         app.router.add_get(DOWNLOAD_PATH, self.download)
+        app.router.add_get(STATS_PATH, self.stats)
         app.on_response_prepare.append(self._stamp_date)
         return app
 
@@ -322,6 +319,15 @@ class EmulatorApp:
             content_type="application/zip",
             headers={"Content-Disposition": f'attachment; filename="{task.zip_name}"'},
         )
+
+    async def stats(self, _: web.Request) -> web.Response:
+        """``GET /_emulator/stats``: the counters as JSON (emulator only, not authenticated).
+
+        Not counted in :attr:`EmulatorStats.requests`, so watching a soak does not change it.
+        """
+        body = self.service.stats.to_dict()
+        body["tasks_held"] = len(self.service.store)
+        return json_response(200, body)
 
 
 def _trace_id(request: web.Request) -> str:

@@ -15,7 +15,7 @@ from ._app import EmulatorApp
 from ._auth import AppCredential, Authenticator
 from ._clock import SystemClock, TimeSource
 from ._download import DownloadSigner
-from ._faults import Fault, FaultPlan
+from ._faults import PERMANENT_FAULTS, TRANSIENT_FAULTS, Fault, FaultPlan
 from ._scripts import FileResultsForm, RandomScripts, Shape, TaskScript
 from ._service import TaskService
 from ._stats import EmulatorStats
@@ -42,8 +42,8 @@ class Emulator:
         script: The script of created tasks when none is queued and ``random_scripts``
             is unset (default: ``TaskScript()``, 1 s pending then 10 s processing).
         random_scripts: Draw each created task's script from this distribution.
-        fault_rate: Probability of a random fault on each detail request (a shortcut
-            for ``faults=FaultPlan(rate=fault_rate)``).
+        fault_rate: Probability of a random transient fault on each detail or job list
+            request (a shortcut for ``faults=FaultPlan(rate=fault_rate)``).
         faults: The random fault plan; overrides ``fault_rate``.
         retention_s: How long an ended task stays queryable before it is purged.
         max_tasks: How many tasks may be held; a create beyond it gets HTTP 400 with
@@ -271,31 +271,40 @@ async def serve(
     port: int = 8080,
     *,
     shape: Shape = "B",
+    random_scripts: RandomScripts | None = None,
     fault_rate: float = 0.0,
+    permanent_faults: bool = False,
     seed: int | None = None,
     on_ready: Callable[[Emulator], None] | None = None,
     **options: object,
 ) -> None:
     """Run an emulator until Ctrl-C, SIGTERM or cancellation (the CLI's ``koodrive-tasks serve``).
 
-    Tasks draw their scripts from ``RandomScripts()`` unless ``options`` say otherwise.
+    Created tasks and jobs draw their scripts from ``random_scripts``. The counters are
+    served as JSON on ``GET /_emulator/stats``.
 
     Args:
         host: The interface to listen on.
         port: The port; ``0`` picks a free one.
         shape: The response shape, ``"A"`` or ``"B"``.
-        fault_rate: Probability of a random fault on each detail request.
+        random_scripts: How created tasks behave (durations, pending time, outcome mix);
+            ``RandomScripts()`` by default.
+        fault_rate: Probability of a random fault on each detail or list request.
+        permanent_faults: Whether random faults include service errors (non-zero
+            ``code``, :data:`PERMANENT_FAULTS`) besides the transient ones.
         seed: Seed for scripts, faults and task ids.
         on_ready: Called once serving, e.g. to print ``emu.url`` and the credentials.
-        **options: Further :class:`Emulator` keyword arguments.
+        **options: Further :class:`Emulator` keyword arguments (``faults=`` overrides
+            ``fault_rate`` and ``permanent_faults``).
 
     """
-    options.setdefault("random_scripts", RandomScripts())
+    mix = TRANSIENT_FAULTS + (PERMANENT_FAULTS if permanent_faults else ())
+    options.setdefault("faults", FaultPlan(rate=fault_rate, mix=mix))
     emulator = Emulator(
         host=host,
         port=port,
         shape=shape,
-        fault_rate=fault_rate,
+        random_scripts=random_scripts if random_scripts is not None else RandomScripts(),
         seed=seed,
         **options,  # type: ignore[arg-type]
     )

@@ -12,7 +12,13 @@ def test_all_is_sorted_and_exactly_the_public_names() -> None:
         for name, value in vars(emulator_package).items()
         if not name.startswith("_") and getattr(value, "__module__", "").startswith("koodrive")
     }
-    public |= {"DEFAULT_FAULT_MIX", "FileResultsForm", "Shape"}  # constants and aliases
+    public |= {
+        "DEFAULT_FAULT_MIX",
+        "PERMANENT_FAULTS",
+        "TRANSIENT_FAULTS",
+        "FileResultsForm",
+        "Shape",
+    }  # constants and aliases
     assert set(emulator_package.__all__) == public
     for name in emulator_package.__all__:
         assert hasattr(emulator_package, name)
