@@ -1,9 +1,11 @@
-"""A local KooDrive share-task service (what moto is to AWS), built on ``aiohttp.web``.
+"""A local KooDrive service (what moto is to AWS), built on ``aiohttp.web``.
 
-Use it as ``async with Emulator() as emu:`` and point a client at ``emu.url`` with
-``emu.token`` (or ``emu.app_id``/``emu.app_secret``); drive task time with a
-:class:`koodrive_tasks.testing.VirtualClock`, script tasks with :class:`TaskScript` and inject faults with
-:class:`Fault` and :class:`FaultPlan`.
+It answers the share-task routes and the batch-job routes (create, detail, list,
+cancel), and ``GET /_emulator/stats``. Use it as ``async with Emulator() as emu:``
+and point a client at ``emu.url`` with ``emu.token`` (or ``emu.app_id``/
+``emu.app_secret``); drive time with a :class:`koodrive_tasks.testing.VirtualClock`,
+script tasks and jobs with :class:`TaskScript` and inject faults with :class:`Fault`
+and :class:`FaultPlan`.
 """
 
 from ._auth import AppCredential

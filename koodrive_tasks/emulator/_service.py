@@ -1,4 +1,4 @@
-"""The emulated service's state and rules, apart from HTTP."""
+"""The emulated service's state and rules, apart from HTTP: share tasks and batch jobs."""
 
 from __future__ import annotations
 
@@ -9,14 +9,15 @@ import secrets
 from .._models import TaskType
 from ._clock import TimeSource
 from ._faults import Fault, FaultPlan
+from ._jobs import Job, JobRequest
 from ._scripts import FileResultsForm, RandomScripts, Shape, TaskScript
 from ._stats import EmulatorStats
 from ._store import TaskStore
-from ._tasks import Task, TaskSnapshot
+from ._tasks import Lifecycle, Task, TaskSnapshot
 
 
 class TaskService:
-    """Tasks, scripts, faults and counters of one emulator.
+    """Share tasks, batch jobs, scripts, faults and counters of one emulator.
 
     Args:
         shape: Default response shape.
@@ -64,6 +65,14 @@ class TaskService:
         if self._id_rng is not None:
             return f"{self._id_rng.getrandbits(96):024x}"
         return secrets.token_hex(12)
+
+    def new_job_id(self) -> str:
+        """Make a job id: 19 decimal digits, as the reference's examples show them."""
+        span = 9 * 10**18
+        offset = (
+            self._id_rng.randrange(span) if self._id_rng is not None else secrets.randbelow(span)
+        )
+        return str(10**18 + offset)
 
     def next_script(self) -> TaskScript:
         """Choose the script for the next created task: queued, else drawn, else the default."""
@@ -126,8 +135,44 @@ class TaskService:
         self.stats.tasks_created += 1
         return task
 
-    def lookup(self, task_id: str) -> Task | None:
-        """Find a task; ``None`` if unknown or purged."""
+    def create_job(
+        self, *, user_id: str, request: JobRequest, script: TaskScript | None = None
+    ) -> Job | None:
+        """Create a batch job, or return ``None`` when ``max_tasks`` are already held.
+
+        Args:
+            user_id: The owner.
+            request: The checked create body.
+            script: The job's script; :meth:`next_script` when ``None``.
+
+        """
+        self.sweep()
+        if self.store.full:
+            return None
+        job = Job(
+            task_id=self.new_job_id(),
+            user_id=user_id,
+            request=request,
+            script=script if script is not None else self.next_script(),
+            created_at=self.clock.monotonic(),
+            created_wall=self.clock.now(),
+        )
+        self.store.add(job)
+        self.stats.tasks_created += 1
+        return job
+
+    def jobs_of(self, user_id: str) -> list[Job]:
+        """The user's jobs not yet purged, newest first (the order the list answers in)."""
+        jobs = [
+            task
+            for task in self.store.live(self.clock.monotonic())
+            if isinstance(task, Job) and task.user_id == user_id
+        ]
+        jobs.reverse()
+        return jobs
+
+    def lookup(self, task_id: str) -> Lifecycle | None:
+        """Find a task or job; ``None`` if unknown or purged."""
         task = self.store.get(task_id, self.clock.monotonic())
         if task is None:
             self.stats.polls.pop(task_id, None)
@@ -163,7 +208,7 @@ class TaskService:
             raise KeyError(task_id)
         return task.snapshot(self.clock.monotonic())
 
-    def detail_fault(self, task: Task | None) -> Fault | None:
+    def detail_fault(self, task: Lifecycle | None) -> Fault | None:
         """Count a detail poll and choose its fault: scripted for the task, else random."""
         if task is not None:
             polls = self.stats.polls
@@ -178,6 +223,14 @@ class TaskService:
         """Choose the fault for a create request: queued, else random if the plan covers creates."""
         if self.create_faults:
             return self.create_faults.popleft()
+        return self.write_fault()
+
+    def write_fault(self) -> Fault | None:
+        """Choose the random fault of a request that changes state, if the plan covers those."""
         if self.fault_plan.on_create:
             return self.fault_plan.pick(self.fault_rng)
         return None
+
+    def read_fault(self) -> Fault | None:
+        """Choose the random fault of a read that is not a detail poll (a job list)."""
+        return self.fault_plan.pick(self.fault_rng)
