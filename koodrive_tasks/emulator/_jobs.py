@@ -184,9 +184,13 @@ def parse_list_query(query: Mapping[str, str]) -> ListQuery:
 
 
 def _query_int(query: Mapping[str, str], name: str, allowed: range | None) -> int | None:
-    """The parameter as an integer in ``allowed`` (``None``: any >= 0); ``None`` if absent."""
+    """The parameter as an integer in ``allowed`` (``None``: any >= 0); ``None`` if absent.
+
+    An empty value counts as absent, as Java services read ``type=`` (the reference
+    service's parameters are typed Integer; that reading is the emulator's guess).
+    """
     text = query.get(name)
-    if text is None:
+    if not text:
         return None
     if not (text.isascii() and text.removeprefix("-").isdigit()):
         raise InvalidRequest(f"{name} must be an integer, not {text!r}")

@@ -1,4 +1,4 @@
-"""Credentials: bearer tokens and app signatures, verified with ``_signing``."""
+"""Credentials: bearer tokens and app signatures (signed by the public ``AppSignature``)."""
 
 from __future__ import annotations
 

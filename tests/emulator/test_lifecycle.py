@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from emulator_helpers import DETAIL, Api
 
-from koodrive_tasks._models import TaskInfo, TaskResultCode, TaskStatus
+from koodrive_tasks import TaskInfo, TaskResultCode, TaskStatus
 from koodrive_tasks._wire import converter
 from koodrive_tasks.emulator import Emulator, Outcome, TaskScript
 from koodrive_tasks.testing import VirtualClock
