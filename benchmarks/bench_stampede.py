@@ -1,7 +1,7 @@
 """5,000 waits hit a 30-second window of HTTP 429: our client vs naive per-task loops.
 
 Virtual time: one ``VirtualClock`` drives the client (``clock=``) and the emulator
-(``clock=``, ``wall_clock=``), both in this process, so minutes of task time pass
+(``clock=``), both in this process, so minutes of task time pass
 in seconds. All tasks run for the whole scenario. From virtual ``T0`` for 30 s a
 middleware in front of the emulator's app answers every ``taskDetail`` with 429
 (``APIGW.0308``, ``Retry-After: 30``); the same middleware counts every detail
@@ -132,7 +132,7 @@ async def scenario(waiters: Waiters, count: int, t0: float, seed: int) -> dict[s
             )
         return await handler(request)
 
-    emu = Emulator(shape="B", seed=seed, clock=clock.monotonic, wall_clock=clock.now)
+    emu = Emulator(shape="B", seed=seed, clock=clock)
     emu.app.middlewares.append(throttle_window)  # before start: the app is not frozen yet
     rng = random.Random(seed)
     end = t0 + WINDOW + TAIL

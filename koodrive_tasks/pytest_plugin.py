@@ -64,7 +64,7 @@ async def koodrive_emulator(
     koodrive_emulator_options: dict[str, Any], koodrive_clock: VirtualClock
 ) -> AsyncIterator[Emulator]:
     """Yield a running emulator on loopback, stopped after the test."""
-    options: dict[str, Any] = {"clock": koodrive_clock.monotonic, "wall_clock": koodrive_clock.now}
+    options: dict[str, Any] = {"clock": koodrive_clock}
     options.update(koodrive_emulator_options)
     async with Emulator(**options) as emulator:
         yield emulator

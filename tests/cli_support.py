@@ -14,6 +14,7 @@ import pty
 import re
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -211,3 +212,28 @@ async def interrupt(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
         raise AssertionError("koodrive-tasks ignored SIGINT") from None
     assert proc.returncode is not None
     return proc.returncode, (out or b"").decode(), (err or b"").decode()
+
+
+async def start_serve(
+    env: dict[str, str], *flags: str
+) -> tuple[asyncio.subprocess.Process, list[str]]:
+    """Start `serve` with ``flags`` on a free loopback port; return it and its first two lines."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "koodrive_tasks.cli", "serve", "--port", str(port), *flags,
+        env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines = []
+    try:
+        for _ in range(2):
+            line = await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)
+            lines.append(line.decode())
+    except BaseException:
+        await interrupt(proc)
+        raise
+    assert f"http://127.0.0.1:{port}" in lines[0], lines
+    return proc, lines

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import socket
 import sys
 import time
 import zipfile
@@ -31,6 +30,7 @@ from cli_support import (
     base_env,
     interrupt,
     run_cli,
+    start_serve,
 )
 
 from koodrive_tasks import BearerToken, KooDriveClient, TaskType
@@ -624,29 +624,6 @@ async def test_demo_json_checks_the_package(batch: dict) -> None:
 
 
 # --- serve and interruption -----------------------------------------------------------------
-
-
-async def start_serve(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, list[str]]:
-    """Start `serve` on a free loopback port; return it and its first output lines."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "koodrive_tasks.cli", "serve", "--port", str(port),
-        env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    lines = []
-    try:
-        for _ in range(2):
-            line = await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)
-            lines.append(line.decode())
-    except BaseException:
-        await interrupt(proc)
-        raise
-    assert f"http://127.0.0.1:{port}" in lines[0], lines
-    return proc, lines
 
 
 async def test_serve_prints_url_and_token_that_work() -> None:

@@ -33,7 +33,7 @@ POLICY = PollPolicy(initial_delay=1, factor=1.5, max_delay=20, timeout=3600)
 
 @pytest.fixture
 async def emu(clock: VirtualClock) -> AsyncIterator[Emulator]:
-    async with Emulator(clock=clock.monotonic, wall_clock=clock.now, seed=3) as emulator:
+    async with Emulator(clock=clock, seed=3) as emulator:
         yield emulator
 
 
@@ -74,8 +74,7 @@ async def test_package_task_end_to_end(emu: Emulator, clock: VirtualClock) -> No
 async def test_both_shapes_end_to_end(shape: str, clock: VirtualClock) -> None:
     """Either documented response shape yields the same outcome."""
     async with Emulator(
-        clock=clock.monotonic,
-        wall_clock=clock.now,
+        clock=clock,
         shape=shape,  # type: ignore[arg-type]
     ) as emu:
         task_id = emu.add_task(
@@ -177,7 +176,7 @@ async def test_clock_skew_is_reported_as_such(emu: Emulator) -> None:
     """A client clock 20 minutes off gets ClockSkewError telling it to fix the clock."""
     server = VirtualClock()
     skewed = VirtualClock(wall_start=server.now() + timedelta(minutes=20))
-    async with Emulator(clock=server.monotonic, wall_clock=server.now) as emu2:
+    async with Emulator(clock=server) as emu2:
         auth = AppSignature(emu2.app_id, emu2.app_secret, emu2.user_id)
         task_id = emu2.add_task()
         async with connect(emu2, skewed, auth=auth) as kd:

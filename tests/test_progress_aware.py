@@ -301,7 +301,7 @@ def test_curved_tasks_are_noticed_soon(curve: str) -> None:
 
 @pytest.fixture
 async def emu(clock: VirtualClock) -> AsyncIterator[Emulator]:
-    async with Emulator(clock=clock.monotonic, wall_clock=clock.now) as emulator:
+    async with Emulator(clock=clock) as emulator:
         yield emulator
 
 

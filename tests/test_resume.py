@@ -17,7 +17,7 @@ POLICY = PollPolicy(initial_delay=2, factor=2, max_delay=30, jitter=0, timeout=3
 
 @pytest.fixture
 async def emu(clock: VirtualClock) -> AsyncIterator[Emulator]:
-    async with Emulator(clock=clock.monotonic, wall_clock=clock.now) as emulator:
+    async with Emulator(clock=clock) as emulator:
         yield emulator
 
 

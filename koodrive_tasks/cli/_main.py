@@ -161,6 +161,7 @@ async def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
 async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     """``serve``: run the emulator until interrupted."""
     from ..emulator import serve  # noqa: PLC0415 - only `serve` needs the emulator loaded
+    from ._serve import describe, scripts_from  # noqa: PLC0415 - likewise
 
     token = args.token or _env("KOODRIVE_TOKEN")
 
@@ -172,13 +173,17 @@ async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
             not token
         ):  # only a generated, emulator-only credential is shown: it is needed to connect
             print(f"export KOODRIVE_TOKEN={getattr(emu, 'token', '')}", file=out)
+        print(describe(args), file=out)
+        print(f"# counters as JSON: GET {url}/_emulator/stats", file=out)
         out.flush()
 
     await serve(
         args.host,
         args.port,
         shape=args.shape,
+        random_scripts=scripts_from(args),
         fault_rate=args.faults,
+        permanent_faults=args.permanent_faults,
         seed=args.seed,
         on_ready=ready,
         token=token,
@@ -276,17 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--wait", action="store_true", help="then wait for it")
     create.set_defaults(run=cmd_create)
 
-    serve = commands.add_parser("serve", help="run the KooDrive emulator")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument(
-        "--shape", choices=("A", "B"), default="B", help="response shape (default B)"
+    serve = commands.add_parser(
+        "serve",
+        help="run the KooDrive emulator",
+        description="Run the KooDrive emulator: share tasks and batch jobs whose "
+        "durations, pending time, outcomes and faults the flags set.",
     )
-    serve.add_argument("--faults", type=float, default=0.0, help="probability of a fault per poll")
-    serve.add_argument("--seed", type=int, default=None)
-    serve.add_argument(
-        "--token", help="the bearer token to accept (generated and printed if absent)"
-    )
+    from ._serve import add_serve_arguments  # noqa: PLC0415 - serve's flags live with serve
+
+    add_serve_arguments(serve)
     serve.set_defaults(run=cmd_serve)
 
     demo = commands.add_parser(

@@ -1,14 +1,22 @@
-"""A local KooDrive share-task service (what moto is to AWS), built on ``aiohttp.web``.
+"""A local KooDrive service (what moto is to AWS), built on ``aiohttp.web``.
 
-Use it as ``async with Emulator() as emu:`` and point a client at ``emu.url`` with
-``emu.token`` (or ``emu.app_id``/``emu.app_secret``); drive task time with a
-:class:`ManualClock`, script tasks with :class:`TaskScript` and inject faults with
-:class:`Fault` and :class:`FaultPlan`.
+It answers the share-task routes and the batch-job routes (create, detail, list,
+cancel), and ``GET /_emulator/stats``. Use it as ``async with Emulator() as emu:``
+and point a client at ``emu.url`` with ``emu.token`` (or ``emu.app_id``/
+``emu.app_secret``); drive time with a :class:`koodrive_tasks.testing.VirtualClock`,
+script tasks and jobs with :class:`TaskScript` and inject faults with :class:`Fault`
+and :class:`FaultPlan`.
 """
 
 from ._auth import AppCredential
-from ._clock import ManualClock
-from ._faults import DEFAULT_FAULT_MIX, Fault, FaultKind, FaultPlan
+from ._faults import (
+    DEFAULT_FAULT_MIX,
+    PERMANENT_FAULTS,
+    TRANSIENT_FAULTS,
+    Fault,
+    FaultKind,
+    FaultPlan,
+)
 from ._scripts import Curve, FileResultsForm, Outcome, RandomScripts, Shape, Stall, TaskScript
 from ._server import Emulator, serve
 from ._stats import EmulatorStats
@@ -16,6 +24,8 @@ from ._tasks import TaskSnapshot
 
 __all__ = [
     "DEFAULT_FAULT_MIX",
+    "PERMANENT_FAULTS",
+    "TRANSIENT_FAULTS",
     "AppCredential",
     "Curve",
     "Emulator",
@@ -24,7 +34,6 @@ __all__ = [
     "FaultKind",
     "FaultPlan",
     "FileResultsForm",
-    "ManualClock",
     "Outcome",
     "RandomScripts",
     "Shape",

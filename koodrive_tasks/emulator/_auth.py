@@ -5,13 +5,13 @@ The emulator never logs the ``Authorization`` header or any other credential.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Mapping
 
 import attrs
 from aiohttp import web
 
 from .. import _signing
+from ._clock import TimeSource
 from ._faults import gateway_error
 
 X_DATE_SKEW_MESSAGE = "Incorrect app authentication information: X-Date is expired or in the future"
@@ -51,8 +51,7 @@ class Authenticator:
     Args:
         tokens: Accepted bearer tokens, each mapped to its user id.
         apps: Accepted app ids, each mapped to its credential.
-        clock: Monotonic seconds, for token expiry.
-        wall_clock: Aware UTC now, for ``X-Date`` checks.
+        clock: The time source: monotonic for token expiry, wall time for ``X-Date`` checks.
         max_skew_s: How far ``X-Date`` may lie from now, either way.
         token_ttl_s: Idle seconds after which a token expires (each use extends it,
             as the real service does), or ``None`` for never.
@@ -64,15 +63,13 @@ class Authenticator:
         tokens: Mapping[str, str],
         apps: Mapping[str, AppCredential],
         *,
-        clock: Callable[[], float],
-        wall_clock: Callable[[], datetime],
+        clock: TimeSource,
         max_skew_s: float = 900.0,
         token_ttl_s: float | None = None,
     ) -> None:
         self.tokens = dict(tokens)
         self.apps = dict(apps)
         self._clock = clock
-        self._wall_clock = wall_clock
         self._max_skew_s = max_skew_s
         self._token_ttl_s = token_ttl_s
         self._last_used: dict[str, float] = {}
@@ -106,7 +103,7 @@ class Authenticator:
                 401, "APIGW.0301", "Incorrect IAM authentication information: token invalid"
             )
         if self._token_ttl_s is not None:
-            now = self._clock()
+            now = self._clock.monotonic()
             last = self._last_used.get(token)
             if last is not None and now - last > self._token_ttl_s:
                 return gateway_error(
@@ -141,7 +138,7 @@ class Authenticator:
             return gateway_error(
                 401, "APIGW.0303", "Incorrect app authentication information: X-Date is invalid"
             )
-        if abs((self._wall_clock() - sent_at).total_seconds()) > self._max_skew_s:
+        if abs((self._clock.now() - sent_at).total_seconds()) > self._max_skew_s:
             return gateway_error(401, "APIGW.0303", X_DATE_SKEW_MESSAGE)
         headers = {name: request.headers[name] for name in signed if name in request.headers}
         if len(headers) != len(signed):

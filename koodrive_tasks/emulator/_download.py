@@ -6,7 +6,11 @@ import hashlib
 import hmac
 import io
 import zipfile
+from datetime import datetime
 from urllib.parse import quote
+
+from .._models import FileStatus, TaskStatus
+from ._tasks import Lifecycle, TaskSnapshot
 
 # A fixed entry date keeps the zip bytes deterministic.
 _ZIP_DATE = (2024, 1, 1, 0, 0, 0)
@@ -48,3 +52,30 @@ def build_zip(file_ids: list[str]) -> bytes:
         for file_id in file_ids:
             archive.writestr(zipfile.ZipInfo(file_id, date_time=_ZIP_DATE), file_contents(file_id))
     return buffer.getvalue()
+
+
+class PackageLinks:
+    """The ``downloadUrl`` of a finished package: signed, valid for ``ttl_s`` from now.
+
+    Args:
+        signer: Signs the links.
+        ttl_s: How long a link stays valid.
+    """
+
+    def __init__(self, signer: DownloadSigner, ttl_s: float) -> None:
+        self.signer = signer
+        self.ttl_s = ttl_s
+
+    def link(self, base_url: str, item: Lifecycle, snap: TaskSnapshot, now: datetime) -> str:
+        """The link for ``item`` in state ``snap``.
+
+        Returns:
+            ``""`` unless ``item`` is a completed package with at least one file packed.
+        """
+        if (
+            snap.status is not TaskStatus.COMPLETED
+            or not item.is_package
+            or FileStatus.SUCCEEDED not in item.final_statuses()
+        ):
+            return ""
+        return self.signer.url(base_url, item.task_id, int(now.timestamp() + self.ttl_s))

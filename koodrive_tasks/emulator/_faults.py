@@ -18,6 +18,13 @@ from collections.abc import Iterable
 import attrs
 from aiohttp import web
 
+SERVICE_MESSAGES = {
+    "13000102": "Parameter check failed",
+    "13000309": "The resource does not exist",
+    "13000311": "Insufficient space",
+}
+"""The ``msg`` of each service code the emulator answers with."""
+
 # What the Huawei Cloud API gateway answers for each condition. APIGW.0301/0303/0308 are
 # in the KooDrive reference; 0202/0203 follow the gateway's published code list.
 GATEWAY_CODES = {502: "APIGW.0202", 503: "APIGW.0202", 504: "APIGW.0203"}
@@ -117,7 +124,7 @@ def _fault_tuple(faults: Iterable[Fault]) -> tuple[Fault, ...]:
     return tuple(faults)
 
 
-DEFAULT_FAULT_MIX: tuple[Fault, ...] = (
+TRANSIENT_FAULTS: tuple[Fault, ...] = (
     Fault.throttle(),
     Fault.server_error(),
     Fault.gateway(502),
@@ -128,8 +135,20 @@ DEFAULT_FAULT_MIX: tuple[Fault, ...] = (
     Fault.slow(),
     Fault.malformed_json(),
     Fault.truncated_json(),
-    Fault.error_code(),
 )
+"""Faults a client should ride out by retrying: 429, 5xx, dropped connections, slow
+answers, malformed and truncated JSON."""
+
+PERMANENT_FAULTS: tuple[Fault, ...] = (
+    Fault.error_code("13000102"),
+    Fault.error_code("13000309", status=400),
+)
+"""Service errors (non-zero ``code``) that end a wait: a retry gets the same answer."""
+
+DEFAULT_FAULT_MIX: tuple[Fault, ...] = TRANSIENT_FAULTS
+"""The mix of a :class:`FaultPlan` unless given: transient faults only. Add
+:data:`PERMANENT_FAULTS` (``mix=TRANSIENT_FAULTS + PERMANENT_FAULTS``) to see service
+errors too."""
 
 
 @attrs.frozen
@@ -138,8 +157,10 @@ class FaultPlan:
 
     Attributes:
         rate: Probability, 0 to 1, that a request gets a fault.
-        mix: The faults to choose from, uniformly (repeat one to weight it).
-        on_create: Whether create requests get faults too (detail requests always can).
+        mix: The faults to choose from, uniformly (repeat one to weight it); transient
+            ones only by default (:data:`DEFAULT_FAULT_MIX`).
+        on_create: Whether requests that change state (creates, job cancels) get faults
+            too; reads (share-task and job details, job lists) always can.
 
     """
 
@@ -235,5 +256,6 @@ def render_fault(fault: Fault, normal_body: bytes) -> web.Response:  # noqa: PLR
         cut = normal_body[: max(1, math.floor(len(normal_body) / 2))]
         return web.Response(status=200, body=cut, content_type="application/json")
     if kind is FaultKind.ERROR_CODE:
-        return json_response(fault.status, {"code": fault.code, "msg": "Parameter check failed"})
+        message = SERVICE_MESSAGES.get(fault.code, "Error")
+        return json_response(fault.status, {"code": fault.code, "msg": message})
     raise ValueError(f"{kind.value} is carried out by the handler, not rendered")

@@ -199,9 +199,23 @@ def processing_progress(
     return min(99, math.floor(100 * script.curve(fraction) + 1e-9))
 
 
+def _check_weights(
+    _: object,
+    __: attrs.Attribute[tuple[tuple[Outcome, float], ...]],
+    weights: tuple[tuple[Outcome, float], ...],
+) -> None:
+    if any(not weight >= 0 for _, weight in weights) or not sum(w for _, w in weights) > 0:
+        raise ValueError("outcome weights must be >= 0 with a positive sum")
+
+
+def _probability(_: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ValueError(f"{attribute.name} must be a probability (0 to 1), not {value!r}")
+
+
 @attrs.frozen
 class RandomScripts:
-    """A seeded distribution of scripts, for demos and benchmarks.
+    """A seeded distribution of scripts, for demos, benchmarks and ``koodrive-tasks serve``.
 
     Durations are log-normal (``median_duration_s``, ``sigma``) clipped to
     ``[min_duration_s, max_duration_s]``.
@@ -212,32 +226,83 @@ class RandomScripts:
         median_duration_s: Median processing time before clipping.
         sigma: Spread of the log-normal distribution.
         max_pending_s: Pending time is uniform in ``[0, max_pending_s]``.
-        outcome_weights: Relative weights of the outcomes.
+        outcome_weights: Relative weights of the outcomes of tasks that are not canceled.
         cancel_rate: Probability that a task is canceled part way.
         curves: Curves to choose from, uniformly.
         stall_rate: Probability that a task has one stall.
         max_noise: Noise is uniform in ``[0, max_noise]``.
 
+    Raises:
+        ValueError: If a duration is not positive, ``min_duration_s`` exceeds
+            ``max_duration_s``, a probability lies outside 0 to 1, or the outcome
+            weights are negative or all zero.
+
     """
 
     min_duration_s: float = 1.0
     max_duration_s: float = 600.0
-    median_duration_s: float = 20.0
-    sigma: float = 1.0
-    max_pending_s: float = 2.0
-    outcome_weights: tuple[tuple[Outcome, float], ...] = (
-        (Outcome.ALL_SUCCEEDED, 0.8),
-        (Outcome.PARTIALLY_FAILED, 0.1),
-        (Outcome.ALL_FAILED, 0.1),
+    median_duration_s: float = attrs.field(default=20.0, validator=attrs.validators.gt(0))
+    sigma: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    max_pending_s: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
+    outcome_weights: tuple[tuple[Outcome, float], ...] = attrs.field(
+        default=(
+            (Outcome.ALL_SUCCEEDED, 0.8),
+            (Outcome.PARTIALLY_FAILED, 0.1),
+            (Outcome.ALL_FAILED, 0.1),
+        ),
+        validator=_check_weights,
     )
-    cancel_rate: float = 0.0
+    cancel_rate: float = attrs.field(default=0.0, validator=_probability)
     curves: tuple[Curve, ...] = tuple(Curve)
-    stall_rate: float = 0.2
-    max_noise: float = 0.3
+    stall_rate: float = attrs.field(default=0.2, validator=_probability)
+    max_noise: float = attrs.field(default=0.3, validator=_probability)
 
     def __attrs_post_init__(self) -> None:
         if not 0 < self.min_duration_s <= self.max_duration_s:
             raise ValueError("need 0 < min_duration_s <= max_duration_s")
+
+    @classmethod
+    def from_outcome_mix(
+        cls,
+        *,
+        completed: float = 0.0,
+        partially_failed: float = 0.0,
+        failed: float = 0.0,
+        canceled: float = 0.0,
+        **fields: object,
+    ) -> RandomScripts:
+        """Build a distribution from relative weights of the four ways a task ends.
+
+        ``completed=80, partially_failed=10, failed=5, canceled=5`` makes 80 % of tasks
+        succeed, 10 % fail partially, 5 % fail and 5 % get canceled part way.
+
+        Args:
+            completed: Weight of tasks whose files all succeed.
+            partially_failed: Weight of tasks with some files failed.
+            failed: Weight of tasks whose files all fail.
+            canceled: Weight of tasks canceled while pending or processing.
+            **fields: Further :class:`RandomScripts` attributes (durations, pending time...).
+
+        Raises:
+            ValueError: If a weight is negative or all are zero.
+
+        """
+        weights = (completed, partially_failed, failed, canceled)
+        if any(not w >= 0 for w in weights) or not sum(weights) > 0:
+            raise ValueError("outcome weights must be >= 0 with a positive sum")
+        ending: tuple[tuple[Outcome, float], ...] = (
+            (Outcome.ALL_SUCCEEDED, completed),
+            (Outcome.PARTIALLY_FAILED, partially_failed),
+            (Outcome.ALL_FAILED, failed),
+        )
+        if completed + partially_failed + failed == 0:
+            # Every task is canceled; the outcome it would have had is never seen.
+            ending = ((Outcome.ALL_SUCCEEDED, 1.0),)
+        return cls(
+            outcome_weights=tuple((o, w) for o, w in ending if w > 0),
+            cancel_rate=canceled / sum(weights),
+            **fields,  # type: ignore[arg-type]
+        )
 
     def draw(self, rng: random.Random) -> TaskScript:
         """Draw one script; the same ``rng`` state always gives the same script."""

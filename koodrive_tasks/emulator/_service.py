@@ -1,29 +1,28 @@
-"""The emulated service's state and rules, apart from HTTP."""
+"""The emulated service's state and rules, apart from HTTP: share tasks and batch jobs."""
 
 from __future__ import annotations
 
 import collections
 import random
 import secrets
-from collections.abc import Callable
-from datetime import datetime
 
 from .._models import TaskType
+from ._clock import TimeSource
 from ._faults import Fault, FaultPlan
+from ._jobs import Job, JobRequest
 from ._scripts import FileResultsForm, RandomScripts, Shape, TaskScript
 from ._stats import EmulatorStats
 from ._store import TaskStore
-from ._tasks import Task, TaskSnapshot
+from ._tasks import Lifecycle, Task, TaskSnapshot
 
 
 class TaskService:
-    """Tasks, scripts, faults and counters of one emulator.
+    """Share tasks, batch jobs, scripts, faults and counters of one emulator.
 
     Args:
         shape: Default response shape.
         file_results: Default ``taskInfos`` form in shape B.
-        clock: Monotonic seconds, read at each request.
-        wall_clock: Aware UTC now.
+        clock: The time source, read at each request.
         default_script: Script for tasks when none is queued and ``random_scripts`` is unset.
         random_scripts: Distribution to draw scripts from, or ``None``.
         fault_plan: Random faults.
@@ -38,8 +37,7 @@ class TaskService:
         *,
         shape: Shape,
         file_results: FileResultsForm,
-        clock: Callable[[], float],
-        wall_clock: Callable[[], datetime],
+        clock: TimeSource,
         default_script: TaskScript,
         random_scripts: RandomScripts | None,
         fault_plan: FaultPlan,
@@ -50,7 +48,6 @@ class TaskService:
         self.shape: Shape = shape
         self.file_results: FileResultsForm = file_results
         self.clock = clock
-        self.wall_clock = wall_clock
         self.default_script = default_script
         self.random_scripts = random_scripts
         self.fault_plan = fault_plan
@@ -69,6 +66,14 @@ class TaskService:
             return f"{self._id_rng.getrandbits(96):024x}"
         return secrets.token_hex(12)
 
+    def new_job_id(self) -> str:
+        """Make a job id: 19 decimal digits, as the reference's examples show them."""
+        span = 9 * 10**18
+        offset = (
+            self._id_rng.randrange(span) if self._id_rng is not None else secrets.randbelow(span)
+        )
+        return str(10**18 + offset)
+
     def next_script(self) -> TaskScript:
         """Choose the script for the next created task: queued, else drawn, else the default."""
         if self.queued_scripts:
@@ -79,7 +84,7 @@ class TaskService:
 
     def sweep(self) -> None:
         """Purge tasks past their retention (amortised: called on each create)."""
-        for task_id in self.store.sweep(self.clock()):
+        for task_id in self.store.sweep(self.clock.monotonic()):
             self.stats.polls.pop(task_id, None)
             self.stats.tasks_purged += 1
 
@@ -121,8 +126,8 @@ class TaskService:
             user_id=user_id,
             file_ids=file_ids,
             script=script,
-            created_at=self.clock(),
-            created_wall=self.wall_clock(),
+            created_at=self.clock.monotonic(),
+            created_wall=self.clock.now(),
             zip_name=zip_name,
             target=target,
         )
@@ -130,9 +135,45 @@ class TaskService:
         self.stats.tasks_created += 1
         return task
 
-    def lookup(self, task_id: str) -> Task | None:
-        """Find a task; ``None`` if unknown or purged."""
-        task = self.store.get(task_id, self.clock())
+    def create_job(
+        self, *, user_id: str, request: JobRequest, script: TaskScript | None = None
+    ) -> Job | None:
+        """Create a batch job, or return ``None`` when ``max_tasks`` are already held.
+
+        Args:
+            user_id: The owner.
+            request: The checked create body.
+            script: The job's script; :meth:`next_script` when ``None``.
+
+        """
+        self.sweep()
+        if self.store.full:
+            return None
+        job = Job(
+            task_id=self.new_job_id(),
+            user_id=user_id,
+            request=request,
+            script=script if script is not None else self.next_script(),
+            created_at=self.clock.monotonic(),
+            created_wall=self.clock.now(),
+        )
+        self.store.add(job)
+        self.stats.tasks_created += 1
+        return job
+
+    def jobs_of(self, user_id: str) -> list[Job]:
+        """The user's jobs not yet purged, newest first (the order the list answers in)."""
+        jobs = [
+            task
+            for task in self.store.live(self.clock.monotonic())
+            if isinstance(task, Job) and task.user_id == user_id
+        ]
+        jobs.reverse()
+        return jobs
+
+    def lookup(self, task_id: str) -> Lifecycle | None:
+        """Find a task or job; ``None`` if unknown or purged."""
+        task = self.store.get(task_id, self.clock.monotonic())
         if task is None:
             self.stats.polls.pop(task_id, None)
         return task
@@ -150,7 +191,7 @@ class TaskService:
         task = self.lookup(task_id)
         if task is None:
             raise KeyError(task_id)
-        canceled = task.cancel(self.clock())
+        canceled = task.cancel(self.clock.monotonic())
         if canceled:
             self.store.ended_earlier(task)
         return canceled
@@ -165,9 +206,9 @@ class TaskService:
         task = self.lookup(task_id)
         if task is None:
             raise KeyError(task_id)
-        return task.snapshot(self.clock())
+        return task.snapshot(self.clock.monotonic())
 
-    def detail_fault(self, task: Task | None) -> Fault | None:
+    def detail_fault(self, task: Lifecycle | None) -> Fault | None:
         """Count a detail poll and choose its fault: scripted for the task, else random."""
         if task is not None:
             polls = self.stats.polls
@@ -182,6 +223,14 @@ class TaskService:
         """Choose the fault for a create request: queued, else random if the plan covers creates."""
         if self.create_faults:
             return self.create_faults.popleft()
+        return self.write_fault()
+
+    def write_fault(self) -> Fault | None:
+        """Choose the random fault of a request that changes state, if the plan covers those."""
         if self.fault_plan.on_create:
             return self.fault_plan.pick(self.fault_rng)
         return None
+
+    def read_fault(self) -> Fault | None:
+        """Choose the random fault of a read that is not a detail poll (a job list)."""
+        return self.fault_plan.pick(self.fault_rng)

@@ -1,14 +1,17 @@
-"""The tasks the emulator holds: O(1) lookup, bounded size, lazy purge of ended tasks."""
+"""The tasks and jobs the emulator holds: O(1) lookup, bounded size, lazy purge of ended ones."""
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterator
 
-from ._tasks import Task
+from ._tasks import Lifecycle
 
 
 class TaskStore:
-    """Tasks by id, forgetting each one ``retention_s`` after it ends.
+    """Share tasks and jobs by id, forgetting each one ``retention_s`` after it ends.
+
+    Both kinds share one store, so ``max_tasks`` bounds them together.
 
     Purging is lazy: a lookup drops an expired task on sight, and :meth:`sweep`
     pops a heap of expiry times, so no timer runs and a sweep costs only the
@@ -23,7 +26,7 @@ class TaskStore:
     def __init__(self, retention_s: float, max_tasks: int) -> None:
         self.retention_s = retention_s
         self.max_tasks = max_tasks
-        self._tasks: dict[str, Task] = {}
+        self._tasks: dict[str, Lifecycle] = {}
         # (expiry, task id); a cancel pushes an earlier entry and leaves the old one stale.
         self._expiries: list[tuple[float, str]] = []
 
@@ -38,25 +41,29 @@ class TaskStore:
         """Whether no task can be added."""
         return len(self._tasks) >= self.max_tasks
 
-    def _expiry(self, task: Task) -> float:
+    def _expiry(self, task: Lifecycle) -> float:
         return task.created_at + task.ends_after_s + self.retention_s
 
-    def add(self, task: Task) -> None:
+    def add(self, task: Lifecycle) -> None:
         """Hold ``task`` (the caller checks :attr:`full` first)."""
         self._tasks[task.task_id] = task
         heapq.heappush(self._expiries, (self._expiry(task), task.task_id))
 
-    def ended_earlier(self, task: Task) -> None:
+    def ended_earlier(self, task: Lifecycle) -> None:
         """Record that ``task`` now ends earlier than planned (it was canceled)."""
         heapq.heappush(self._expiries, (self._expiry(task), task.task_id))
 
-    def get(self, task_id: str, now: float) -> Task | None:
+    def get(self, task_id: str, now: float) -> Lifecycle | None:
         """Find a task; ``None`` if unknown or already past its retention."""
         task = self._tasks.get(task_id)
         if task is not None and self._expiry(task) <= now:
             del self._tasks[task_id]
             return None
         return task
+
+    def live(self, now: float) -> Iterator[Lifecycle]:
+        """Every task not yet past its retention, oldest first (the order they were added)."""
+        return (task for task in self._tasks.values() if self._expiry(task) > now)
 
     def sweep(self, now: float) -> list[str]:
         """Drop every task past its retention.

@@ -1,4 +1,8 @@
-"""One emulated task, and its state at a given moment, computed from its script."""
+"""Emulated tasks and their state at a given moment, computed from their scripts.
+
+:class:`Lifecycle` holds what share tasks (:class:`Task`) and batch jobs (``_jobs.Job``)
+share: status, progress and per-file results as pure functions of the clock.
+"""
 
 from __future__ import annotations
 
@@ -34,59 +38,55 @@ class TaskSnapshot:
     ended_after_s: float | None
 
 
-class Task:
-    """A task's fixed facts; everything that changes is derived from the clock.
+class Lifecycle:
+    """What share tasks and batch jobs share: a script, a clock origin and per-file results.
 
-    Mutable only through :meth:`cancel`. Slotted, since 10,000 of them must be cheap.
+    Everything that changes is derived from the clock; mutable only through :meth:`cancel`.
+    Slotted, since 10,000 of them must be cheap.
     """
 
     __slots__ = (
         "_final_statuses",
         "canceled_after_s",
-        "container_id",
         "created_at",
         "created_wall",
         "file_ids",
         "script",
-        "share_id",
-        "target",
         "task_id",
-        "task_type",
         "user_id",
         "warp",
-        "zip_name",
     )
 
     def __init__(
         self,
         *,
         task_id: str,
-        task_type: TaskType,
-        share_id: str,
-        container_id: str,
         user_id: str,
         file_ids: tuple[str, ...],
         script: TaskScript,
         created_at: float,
         created_wall: datetime,
-        zip_name: str = "",
-        target: tuple[str, str] | None = None,
     ) -> None:
         self.task_id = task_id
-        self.task_type = task_type
-        self.share_id = share_id
-        self.container_id = container_id
         self.user_id = user_id
         self.file_ids = file_ids
         self.script = script
         self.created_at = created_at
         self.created_wall = created_wall
-        self.zip_name = zip_name
-        self.target = target
         self.canceled_after_s = script.cancel_after_s
         seed = script.noise_seed if script.noise_seed is not None else zlib.crc32(task_id.encode())
         self.warp = make_warp(seed) if script.noise > 0 else None
         self._final_statuses: tuple[FileStatus, ...] | None = None
+
+    @property
+    def is_package(self) -> bool:
+        """Whether the task makes a zip of its files (a package download)."""
+        return False
+
+    @property
+    def package_name(self) -> str:
+        """The zip's file name, for packages."""
+        return f"{self.task_id}.zip"
 
     @property
     def ends_after_s(self) -> float:
@@ -135,6 +135,8 @@ class Task:
     def _result(self) -> Outcome:
         # Derived from the files, so the code always agrees with the per-file results.
         statuses = self.final_statuses()
+        if not statuses:  # a job without files (emptying the recycle bin) ends as scripted
+            return self.script.outcome
         failed = statuses.count(FileStatus.FAILED)
         if failed == 0:
             return Outcome.ALL_SUCCEEDED
@@ -180,3 +182,48 @@ class Task:
     def timestamp(self, after_s: float) -> str:
         """Format the wall time ``after_s`` seconds after creation as ``yyyyMMddHHmmss`` (UTC)."""
         return (self.created_wall + timedelta(seconds=after_s)).strftime(TIMESTAMP_FORMAT)
+
+
+class Task(Lifecycle):
+    """A share task (package download or dump into a drive)."""
+
+    __slots__ = ("container_id", "share_id", "target", "task_type", "zip_name")
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        task_type: TaskType,
+        share_id: str,
+        container_id: str,
+        user_id: str,
+        file_ids: tuple[str, ...],
+        script: TaskScript,
+        created_at: float,
+        created_wall: datetime,
+        zip_name: str = "",
+        target: tuple[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            task_id=task_id,
+            user_id=user_id,
+            file_ids=file_ids,
+            script=script,
+            created_at=created_at,
+            created_wall=created_wall,
+        )
+        self.task_type = task_type
+        self.share_id = share_id
+        self.container_id = container_id
+        self.zip_name = zip_name
+        self.target = target
+
+    @property
+    def is_package(self) -> bool:
+        """Whether this is a package-download task."""
+        return self.task_type is TaskType.PACKAGE_DOWNLOAD
+
+    @property
+    def package_name(self) -> str:
+        """The zip's name as the create request gave it."""
+        return self.zip_name

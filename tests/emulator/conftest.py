@@ -1,4 +1,4 @@
-"""Shared fixtures for the emulator tests: a manual clock, an HTTP session, request helpers."""
+"""Shared fixtures for the emulator tests: a virtual clock that moves only when advanced, an HTTP session, request helpers."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import aiohttp
 import pytest
 from emulator_helpers import Api
 
-from koodrive_tasks.emulator import ManualClock
+from koodrive_tasks.testing import VirtualClock
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(start=1000.0)
+def clock() -> VirtualClock:
+    return VirtualClock(1000.0, autojump=False)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Credentials: bearer tokens and app signatures, verified with ``_signing``."""
+"""Credentials: bearer tokens and app signatures (signed by the public ``AppSignature``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import aiohttp
 import pytest
 from emulator_helpers import CREATE, DETAIL, Api, create_body, signed_headers
 
-from koodrive_tasks.emulator import AppCredential, Emulator, ManualClock
+from koodrive_tasks.emulator import AppCredential, Emulator
+from koodrive_tasks.testing import VirtualClock
 
 
 async def post_signed(
@@ -60,7 +61,7 @@ async def test_configured_tokens_map_to_their_users(api: Api) -> None:
 
 async def test_idle_token_expires(api: Api) -> None:
     """With token_ttl_s, each use extends the token; an idle one gets 401."""
-    clock = ManualClock()
+    clock = VirtualClock(autojump=False)
     async with Emulator(clock=clock, token_ttl_s=1200) as emu:
         task_id = await api.create(emu)
         clock.advance(1100)
@@ -160,11 +161,11 @@ async def test_x_date_within_fifteen_minutes_is_accepted(
 
 
 async def test_x_date_follows_the_injected_wall_clock(session: aiohttp.ClientSession) -> None:
-    """With wall_clock=clock.wall, moving the manual clock makes a fresh X-Date stale."""
-    clock = ManualClock()
-    async with Emulator(clock=clock, wall_clock=clock.wall) as emu:
+    """With the emulator on a virtual clock, moving it makes a fresh X-Date stale."""
+    clock = VirtualClock(autojump=False)
+    async with Emulator(clock=clock) as emu:
         body = json.dumps(create_body()).encode()
-        headers = signed_headers(emu, CREATE, body, x_date=clock.wall())
+        headers = signed_headers(emu, CREATE, body, x_date=clock.now())
         assert (await post_signed(session, emu, CREATE, headers, body))[0] == 200
         clock.advance(20 * 60)
         status, answer = await post_signed(session, emu, CREATE, headers, body)

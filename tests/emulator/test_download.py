@@ -9,11 +9,12 @@ import aiohttp
 import pytest
 from emulator_helpers import Api
 
-from koodrive_tasks.emulator import Emulator, ManualClock, Outcome, TaskScript
+from koodrive_tasks.emulator import Emulator, Outcome, TaskScript
 from koodrive_tasks.emulator._download import file_contents
+from koodrive_tasks.testing import VirtualClock
 
 
-async def completed_url(api: Api, emu: Emulator, clock: ManualClock, **overrides: object) -> str:
+async def completed_url(api: Api, emu: Emulator, clock: VirtualClock, **overrides: object) -> str:
     task_id = await api.create(emu, **overrides)
     clock.advance(60)
     url = (await api.info(emu, task_id))["downloadUrl"]
@@ -27,7 +28,7 @@ async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, str, bytes]
 
 
 async def test_download_is_a_zip_of_the_requested_files(
-    api: Api, session: aiohttp.ClientSession, clock: ManualClock
+    api: Api, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     """The link serves a valid zip with one entry per file, named after its id."""
     async with Emulator(clock=clock) as emu:
@@ -45,7 +46,7 @@ async def test_download_is_a_zip_of_the_requested_files(
 
 
 async def test_download_holds_only_succeeded_files(
-    api: Api, session: aiohttp.ClientSession, clock: ManualClock
+    api: Api, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     """A partially failed task's zip holds only the files that succeeded."""
     script = TaskScript(outcome=Outcome.PARTIALLY_FAILED, failed_file_ids={"b"})
@@ -64,7 +65,7 @@ async def test_download_holds_only_succeeded_files(
     ],
 )
 async def test_tampered_link_is_forbidden(
-    api: Api, session: aiohttp.ClientSession, clock: ManualClock, tamper: object
+    api: Api, session: aiohttp.ClientSession, clock: VirtualClock, tamper: object
 ) -> None:
     """Changing the signature or the expiry, or dropping the query, gets 403."""
     async with Emulator(clock=clock) as emu:
@@ -75,7 +76,7 @@ async def test_tampered_link_is_forbidden(
 
 
 async def test_link_to_another_task_is_forbidden(
-    api: Api, session: aiohttp.ClientSession, clock: ManualClock
+    api: Api, session: aiohttp.ClientSession, clock: VirtualClock
 ) -> None:
     """A signature is bound to its task id."""
     async with Emulator(clock=clock) as emu:
@@ -89,8 +90,8 @@ async def test_link_to_another_task_is_forbidden(
 
 async def test_expired_link_is_forbidden(api: Api, session: aiohttp.ClientSession) -> None:
     """After download_ttl_s of wall-clock time the link gets 403."""
-    clock = ManualClock()
-    async with Emulator(clock=clock, wall_clock=clock.wall, download_ttl_s=120) as emu:
+    clock = VirtualClock(autojump=False)
+    async with Emulator(clock=clock, download_ttl_s=120) as emu:
         url = await completed_url(api, emu, clock)
         clock.advance(100)
         assert (await fetch(session, url))[0] == 200
@@ -100,7 +101,7 @@ async def test_expired_link_is_forbidden(api: Api, session: aiohttp.ClientSessio
         assert b"expired" in body
 
 
-async def test_no_link_for_failed_dump_or_running_tasks(api: Api, clock: ManualClock) -> None:
+async def test_no_link_for_failed_dump_or_running_tasks(api: Api, clock: VirtualClock) -> None:
     """Only completed package downloads with a success get a downloadUrl."""
     async with Emulator(clock=clock) as emu:
         failed = emu.add_task(TaskScript(outcome=Outcome.ALL_FAILED))

@@ -8,22 +8,23 @@ from typing import Any
 import pytest
 from emulator_helpers import DETAIL, Api
 
-from koodrive_tasks._models import TaskInfo, TaskResultCode, TaskStatus
+from koodrive_tasks import TaskInfo, TaskResultCode, TaskStatus
 from koodrive_tasks._wire import converter
-from koodrive_tasks.emulator import Emulator, ManualClock, Outcome, TaskScript
+from koodrive_tasks.emulator import Emulator, Outcome, TaskScript
+from koodrive_tasks.testing import VirtualClock
 
 WALL = datetime(2026, 11, 29, 10, 15, 0, tzinfo=timezone.utc)
 
 
-def make_clock() -> ManualClock:
-    return ManualClock(start=50.0, wall_start=WALL)
+def make_clock() -> VirtualClock:
+    return VirtualClock(50.0, WALL, autojump=False)
 
 
 async def test_pending_then_processing_then_completed(api: Api) -> None:
     """A task is pending, then processes with rising progress, then completes at 100."""
     clock = make_clock()
     script = TaskScript(pending_s=2, duration_s=100)
-    emulator = Emulator(clock=clock, wall_clock=clock.wall, script=script, retention_s=86400)
+    emulator = Emulator(clock=clock, script=script, retention_s=86400)
     async with emulator as emu:
         task_id = await api.create(emu)
         info = await api.info(emu, task_id)
@@ -117,7 +118,7 @@ async def test_scripted_cancel_freezes_progress(api: Api) -> None:
     """A script's cancel_after_s cancels the task then; progress stays where it was."""
     clock = make_clock()
     script = TaskScript(pending_s=0, duration_s=100, cancel_after_s=30)
-    async with Emulator(clock=clock, wall_clock=clock.wall, script=script) as emu:
+    async with Emulator(clock=clock, script=script) as emu:
         task_id = await api.create(emu)
         clock.advance(29)
         assert (await api.info(emu, task_id))["taskStatus"] == 1
@@ -206,7 +207,7 @@ async def test_shape_can_be_chosen_per_task(api: Api) -> None:
 async def test_bodies_parse_with_the_client_wire_format(api: Api, shape: Any) -> None:
     """Detail bodies of both shapes parse into the client's TaskInfo (a cross-check)."""
     clock = make_clock()
-    async with Emulator(shape=shape, clock=clock, wall_clock=clock.wall) as emu:
+    async with Emulator(shape=shape, clock=clock) as emu:
         task_id = emu.add_task(file_ids=["x", "y"])
         clock.advance(60)
         _, body = await api.detail(emu, task_id)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koodrive_tasks._models import TaskStatus, TaskType
+from koodrive_tasks import TaskStatus, TaskType
 from koodrive_tasks.emulator import Curve, Outcome, RandomScripts, Stall, TaskScript
 from koodrive_tasks.emulator._scripts import processing_progress
 from koodrive_tasks.emulator._tasks import Task

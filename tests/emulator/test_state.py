@@ -11,12 +11,13 @@ import aiohttp
 import pytest
 from emulator_helpers import Api
 
-from koodrive_tasks.emulator import Emulator, ManualClock, RandomScripts, TaskScript, serve
+from koodrive_tasks.emulator import Emulator, RandomScripts, TaskScript, serve
+from koodrive_tasks.testing import VirtualClock
 
 
 async def test_ended_tasks_are_purged_after_retention(api: Api) -> None:
     """An ended task answers until retention_s has passed, then reads as not found."""
-    clock = ManualClock()
+    clock = VirtualClock(autojump=False)
     script = TaskScript(pending_s=0, duration_s=10)
     async with Emulator(clock=clock, script=script, retention_s=100) as emu:
         task_id = await api.create(emu)
@@ -30,7 +31,7 @@ async def test_ended_tasks_are_purged_after_retention(api: Api) -> None:
 
 async def test_live_tasks_are_never_purged(api: Api) -> None:
     """Retention counts from a task's end, so a long task outlives retention_s."""
-    clock = ManualClock()
+    clock = VirtualClock(autojump=False)
     async with Emulator(clock=clock, retention_s=10) as emu:
         task_id = emu.add_task(TaskScript(pending_s=0, duration_s=1000))
         clock.advance(500)
@@ -40,7 +41,7 @@ async def test_live_tasks_are_never_purged(api: Api) -> None:
 
 async def test_creates_sweep_expired_tasks(api: Api) -> None:
     """A create purges every expired task, freeing room under max_tasks."""
-    clock = ManualClock()
+    clock = VirtualClock(autojump=False)
     script = TaskScript(pending_s=0, duration_s=1)
     async with Emulator(clock=clock, script=script, retention_s=5, max_tasks=3) as emu:
         early = [emu.add_task() for _ in range(3)]
@@ -55,7 +56,7 @@ async def test_creates_sweep_expired_tasks(api: Api) -> None:
 
 async def test_cancel_shortens_retention(api: Api) -> None:
     """A canceled task is purged retention_s after the cancel, not after its planned end."""
-    clock = ManualClock()
+    clock = VirtualClock(autojump=False)
     async with Emulator(clock=clock, retention_s=10) as emu:
         task_id = emu.add_task(TaskScript(pending_s=0, duration_s=1000))
         emu.cancel(task_id)
@@ -67,7 +68,7 @@ async def test_cancel_shortens_retention(api: Api) -> None:
 
 async def test_ten_thousand_tasks_are_cheap(api: Api) -> None:
     """10,000 tasks are created and queried quickly, with no timer per task."""
-    clock = ManualClock()
+    clock = VirtualClock(autojump=False)
     async with Emulator(clock=clock, random_scripts=RandomScripts(), seed=1) as emu:
         started = time.perf_counter()
         ids = [emu.add_task(file_ids=["a", "b"]) for _ in range(10_000)]
@@ -157,8 +158,10 @@ async def test_plugin_client_fixture(koodrive_emulator: Emulator, koodrive_clien
 
 async def test_date_header_follows_the_wall_clock(session: aiohttp.ClientSession) -> None:
     """Every response's Date header shows the injected wall clock (clients detect skew by it)."""
-    clock = ManualClock(wall_start=datetime(2030, 5, 6, 7, 8, 9, tzinfo=timezone.utc))
-    async with Emulator(clock=clock, wall_clock=clock.wall) as emu:
+    clock = VirtualClock(
+        wall_start=datetime(2030, 5, 6, 7, 8, 9, tzinfo=timezone.utc), autojump=False
+    )
+    async with Emulator(clock=clock) as emu:
         async with session.get(emu.url + "/nothing-here") as resp:
             assert resp.headers["Date"] == "Mon, 06 May 2030 07:08:09 GMT"
         clock.advance(3600)

@@ -44,8 +44,7 @@ def emulator(clock: VirtualClock | None = None, **options: Any) -> Emulator:
     options.setdefault("app_secret", APP_SECRET)
     options.setdefault("user_id", USER_ID)
     if clock is not None:
-        options.setdefault("clock", clock.monotonic)
-        options.setdefault("wall_clock", clock.now)
+        options.setdefault("clock", clock)
     return Emulator(**options)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from aiohttp import web
@@ -150,11 +150,25 @@ async def test_redirect_to_another_host_is_not_followed(
 # --- clock skew ---------------------------------------------------------------------------
 
 
+class SkewedClock:
+    """A server clock whose wall time is ``skew`` off ``clock``'s; monotonic time is shared."""
+
+    def __init__(self, clock: VirtualClock, skew: timedelta) -> None:
+        self._clock = clock
+        self._skew = skew
+
+    def monotonic(self) -> float:
+        return self._clock.monotonic()
+
+    def now(self) -> datetime:
+        return self._clock.now() + self._skew
+
+
 @pytest.mark.parametrize("skew", [timedelta(hours=1), timedelta(hours=-2)])
 async def test_clock_skew_is_reported_as_such(skew: timedelta) -> None:
     """An app signature rejected for X-Date raises ClockSkewError saying the clock is off."""
     clock = VirtualClock()
-    async with emulator(clock, wall_clock=lambda: clock.now() + skew, max_skew_s=900.0) as emu:
+    async with emulator(SkewedClock(clock, skew), max_skew_s=900.0) as emu:
         task_id = emu.add_task(TaskScript(pending_s=0, duration_s=10))
         async with client_for(emu, clock, app=True, policy=FAST) as kd:
             with pytest.raises(ClockSkewError) as caught:
