@@ -9,6 +9,7 @@ and :class:`FaultPlan`.
 """
 
 from ._auth import AppCredential
+from ._download import file_contents
 from ._faults import (
     DEFAULT_FAULT_MIX,
     PERMANENT_FAULTS,
@@ -20,7 +21,7 @@ from ._faults import (
 from ._scripts import Curve, FileResultsForm, Outcome, RandomScripts, Shape, Stall, TaskScript
 from ._server import Emulator, serve
 from ._stats import EmulatorStats
-from ._tasks import TaskSnapshot
+from ._tasks import Task, TaskSnapshot, replay
 
 __all__ = [
     "DEFAULT_FAULT_MIX",
@@ -38,7 +39,10 @@ __all__ = [
     "RandomScripts",
     "Shape",
     "Stall",
+    "Task",
     "TaskScript",
     "TaskSnapshot",
+    "file_contents",
+    "replay",
     "serve",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import attrs
 
@@ -227,3 +227,29 @@ class Task(Lifecycle):
     def package_name(self) -> str:
         """The zip's name as the create request gave it."""
         return self.zip_name
+
+
+def replay(
+    script: TaskScript,
+    *,
+    task_id: str = "t-1",
+    file_ids: tuple[str, ...] = ("file-1",),
+    task_type: TaskType = TaskType.PACKAGE_DOWNLOAD,
+) -> Task:
+    """A task following ``script`` from time 0, outside any emulator.
+
+    ``replay(script).snapshot(seconds)`` is what an emulator would report that many
+    seconds after creating the task: for simulations and benchmarks of polling, with
+    no network and no clock. Noise is seeded by ``script.noise_seed``, else by ``task_id``.
+    """
+    return Task(
+        task_id=task_id,
+        task_type=task_type,
+        share_id="share-1",
+        container_id="container-1",
+        user_id="user-1",
+        file_ids=file_ids,
+        script=script,
+        created_at=0.0,
+        created_wall=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )

@@ -9,8 +9,7 @@ import aiohttp
 import pytest
 from emulator_helpers import Api
 
-from koodrive_tasks.emulator import Emulator, Outcome, TaskScript
-from koodrive_tasks.emulator._download import file_contents
+from koodrive_tasks.emulator import Emulator, Outcome, TaskScript, file_contents
 from koodrive_tasks.testing import VirtualClock
 
 

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from emulator_helpers import DETAIL, Api
 
-from koodrive_tasks import TaskInfo, TaskResultCode, TaskStatus
-from koodrive_tasks._wire import converter
+from koodrive_tasks import BearerToken, KooDriveClient, TaskResultCode, TaskStatus
 from koodrive_tasks.emulator import Emulator, Outcome, TaskScript
 from koodrive_tasks.testing import VirtualClock
 
@@ -210,8 +209,10 @@ async def test_bodies_parse_with_the_client_wire_format(api: Api, shape: Any) ->
     async with Emulator(shape=shape, clock=clock) as emu:
         task_id = emu.add_task(file_ids=["x", "y"])
         clock.advance(60)
-        _, body = await api.detail(emu, task_id)
-        parsed = converter.structure(body.get("jobInfo") or body["taskInfo"], TaskInfo)
+        async with KooDriveClient(
+            emu.url, auth=BearerToken(emu.token), allow_insecure_urls=True, clock=clock
+        ) as kd:
+            parsed = await kd.get_share_task("share-1", task_id)
         assert parsed.status is TaskStatus.COMPLETED
         assert parsed.result_code is TaskResultCode.ALL_SUCCEEDED
         assert parsed.ended_at == WALL.replace(tzinfo=None) + timedelta(seconds=11)

@@ -4,30 +4,30 @@ from __future__ import annotations
 
 import random
 import statistics
-from datetime import datetime, timezone
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koodrive_tasks import TaskStatus, TaskType
-from koodrive_tasks.emulator import Curve, Outcome, RandomScripts, Stall, TaskScript
-from koodrive_tasks.emulator._scripts import processing_progress
-from koodrive_tasks.emulator._tasks import Task
+from koodrive_tasks import TaskStatus
+from koodrive_tasks.emulator import (
+    Curve,
+    Outcome,
+    RandomScripts,
+    Stall,
+    Task,
+    TaskScript,
+    replay,
+)
 
 
 def make_task(script: TaskScript, task_id: str = "t-1") -> Task:
-    return Task(
-        task_id=task_id,
-        task_type=TaskType.PACKAGE_DOWNLOAD,
-        share_id="s",
-        container_id="c",
-        user_id="u",
-        file_ids=("f1",),
-        script=script,
-        created_at=0.0,
-        created_wall=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    )
+    return replay(script, task_id=task_id, file_ids=("f1",))
+
+
+def processing_progress(script: TaskScript, elapsed_s: float) -> int:
+    """The progress reported ``elapsed_s`` into processing (no noise, no cancel)."""
+    return make_task(script).snapshot(script.pending_s + elapsed_s).progress
 
 
 stalls = st.one_of(
@@ -75,18 +75,18 @@ def test_progress_never_decreases_and_100_means_completed(
 def test_curves_at_half_time(curve: Curve, at_half: int) -> None:
     """Halfway through, linear is at 50 %, ease-in behind, ease-out ahead."""
     script = TaskScript(pending_s=0, duration_s=100, curve=curve)
-    assert processing_progress(script, None, 50) == at_half
-    assert processing_progress(script, None, 0) == 0
-    assert processing_progress(script, None, 100) == 99  # 100 is reserved for completed
+    assert processing_progress(script, 50) == at_half
+    assert processing_progress(script, 0) == 0
+    assert processing_progress(script, 99.99) == 99  # 100 is reserved for completed
 
 
 def test_a_stall_is_flat_then_progress_resumes() -> None:
     """During a stall progress does not move; afterwards it rises again to the end."""
     script = TaskScript(pending_s=0, duration_s=100, stalls=[Stall(start=0.2, length=0.5)])
-    during = [processing_progress(script, None, t) for t in (20, 40, 69.9)]
+    during = [processing_progress(script, t) for t in (20, 40, 69.9)]
     assert during == [40, 40, 40]
-    assert processing_progress(script, None, 85) == 70
-    assert processing_progress(script, None, 99.5) == 99
+    assert processing_progress(script, 85) == 70
+    assert processing_progress(script, 99.5) == 99
 
 
 def test_noise_is_seeded_and_bends_the_curve() -> None:

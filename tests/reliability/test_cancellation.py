@@ -113,7 +113,7 @@ async def test_cancel_inside_a_coalesced_group(
                 else:
                     assert is_url_of(await within(wait), emu.url, task_id)
             assert is_url_of(await within(control), emu.url, control_id)
-            assert len(kd._streams) == 0  # every stream was wound up
+            assert kd.stats.streams == 0  # every stream was wound up
         await check_no_leaks(before)
 
 
