@@ -35,10 +35,12 @@ KD = web.AppKey("kd", KooDriveClient)
 
 
 async def page(request: web.Request) -> web.FileResponse:
+    """The progress page."""
     return web.FileResponse(PAGE)
 
 
 async def create_export(request: web.Request) -> web.Response:
+    """Start a package task; answer its id."""
     try:
         task_id = await request.app[KD].create_share_task(
             SHARE_ID, FILE_IDS, container_id=CONTAINER_ID, zip_name="export.zip"
@@ -49,11 +51,13 @@ async def create_export(request: web.Request) -> web.Response:
 
 
 async def export_events(request: web.Request) -> web.StreamResponse:
+    """Stream a task's progress and result (Server-Sent Events)."""
     waiter = request.app[KD].wait_for_task(SHARE_ID, request.match_info["task_id"])
     return await sse_response(request, waiter, retry=RETRY_S)
 
 
 async def close_client(app: web.Application) -> None:
+    """Close the client when the server shuts down (the shutdown recipe)."""
     # The shutdown recipe: on_shutdown runs before aiohttp waits for running handlers,
     # so every open event stream ends now, with an `error` event, instead of being
     # cut off when the shutdown timeout expires.
@@ -88,6 +92,7 @@ def with_emulator(task_seconds: float) -> Callable[[web.Application], AsyncItera
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and serve until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")

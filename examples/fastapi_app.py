@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.responses import FileResponse, JSONResponse
 
 from koodrive_tasks import BearerToken, KooDriveClient, KooDriveError, PollPolicy
@@ -55,7 +55,7 @@ def create_app(kd: KooDriveClient) -> FastAPI:
         return JSONResponse({"task_id": task_id}, status_code=201)
 
     @app.get("/exports/{task_id}/events")
-    async def export_events(task_id: str, request: Request) -> EventStreamResponse:
+    async def export_events(task_id: str) -> EventStreamResponse:
         return EventStreamResponse(kd.wait_for_task(SHARE_ID, task_id), retry=RETRY_S)
 
     return app
@@ -69,6 +69,7 @@ class KooDriveServer(uvicorn.Server):
         self.kd = kd
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Close the client, then shut down as uvicorn does."""
         await self.kd.close()  # every open event stream ends now, with an `error` event
         await super().shutdown(sockets)
 
@@ -91,6 +92,7 @@ async def serve(host: str, port: int, task_seconds: float) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line and serve until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
