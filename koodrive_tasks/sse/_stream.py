@@ -13,7 +13,7 @@ from .. import AsyncioClock, Clock
 from ..exceptions import InvalidArgumentError
 from . import _ids
 from ._format import format_comment, format_event, format_retry
-from ._sources import Closed, Item, Progress, Result, Source, items_of
+from ._sources import Closed, Item, Progress, Result, Source, WaiterItems, items_of
 
 DEFAULT_HEARTBEAT = 15.0
 
@@ -101,8 +101,13 @@ class EventStream:
         Nothing is left to send: answer ``204 No Content``, which tells a browser's
         ``EventSource`` to stop reconnecting. The adapters do this.
         """
+        items = self._items
+        if isinstance(items, WaiterItems):
+            return self._seen.get(_ids.task_key(items.waiter.ref)) == _ids.DELIVERED
+        # A batch does not say which tasks it holds, only how many: count the results
+        # delivered. (A browser sends back only ids of the same URL, so of this batch.)
         delivered = sum(1 for pos in self._seen.values() if pos == _ids.DELIVERED)
-        return delivered >= self._items.task_count > 0
+        return delivered >= items.task_count > 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
