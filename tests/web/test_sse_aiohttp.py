@@ -28,9 +28,7 @@ class Served:
 
 
 @pytest.fixture
-async def serve(
-    client: KooDriveClient, clock: VirtualClock
-) -> AsyncIterator[Callable[..., Any]]:
+async def serve(client: KooDriveClient, clock: VirtualClock) -> AsyncIterator[Callable[..., Any]]:
     runners: list[web.AppRunner] = []
 
     async def start(**options: Any) -> Served:
@@ -125,9 +123,7 @@ async def test_a_reconnection_mid_task_resumes_without_duplicates(
     assert events[-1].name == "result"
 
 
-async def test_heartbeats_reach_the_client(
-    serve: Callable[..., Any], tasks: ScriptedTasks
-) -> None:
+async def test_heartbeats_reach_the_client(serve: Callable[..., Any], tasks: ScriptedTasks) -> None:
     """Keep-alive comments are written while the task is quiet."""
     tasks.add("t1", (0, 0, 0), (60, 2, 100))
     served = await serve(heartbeat=5)
