@@ -34,7 +34,7 @@ def chromium_or_skip() -> str:
         (found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None
     )
     missing = None
-    if path is None:
+    if path is None or not os.access(path, os.X_OK):
         missing = "no Chromium installed (apt-get install chromium)"
     else:
         try:
