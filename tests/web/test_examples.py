@@ -82,7 +82,7 @@ async def test_closing_the_client_first_ends_open_streams_before_the_drain(name:
         text = (await asyncio.wait_for(answer.read(), 5)).decode()
         if stopping is not None:
             await asyncio.wait_for(stopping, 5)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # aiohttp would wait 60 s, uvicorn for ever
     last = parse(text)[-1]
     # An `error` event (ClientClosedError) once issue 11 is fixed; today a result with
     # outcome "error": either way the final event says the client was closed.

@@ -42,7 +42,7 @@ async def test_sigterm_ends_open_streams_with_a_final_event_and_exits_cleanly(na
                 head = await answer.content.readuntil(b"event: progress")
                 process.send_signal(signal.SIGTERM)
                 stopped_at = time.monotonic()
-                rest = await asyncio.wait_for(answer.read(), 5)
+                rest = await asyncio.wait_for(answer.read(), 10)
         code = await asyncio.wait_for(process.wait(), 5)
         exit_seconds = time.monotonic() - stopped_at
     finally:
@@ -51,7 +51,7 @@ async def test_sigterm_ends_open_streams_with_a_final_event_and_exits_cleanly(na
             await process.wait()
     stderr = (await process.stderr.read()).decode()
     assert code == EXIT_CODES[name], stderr
-    assert exit_seconds < 3
+    assert exit_seconds < 5  # seconds; without the recipe uvicorn waits for ever
     assert "Traceback" not in stderr
     assert "CancelledError" not in stderr
     assert "ERROR" not in stderr
