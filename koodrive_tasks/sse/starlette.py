@@ -45,6 +45,9 @@ class EventStreamResponse(Response):
         background: Run after the response has been sent, as with any Starlette
             response.
 
+    Attributes:
+        stream: The :class:`~koodrive_tasks.sse.EventStream` it sends.
+
     Raises:
         InvalidArgumentError: As :class:`~koodrive_tasks.sse.EventStream`.
     """
