@@ -84,7 +84,5 @@ async def test_closing_the_client_first_ends_open_streams_before_the_drain(name:
             await asyncio.wait_for(stopping, 5)
     assert time.monotonic() - started < 5  # aiohttp would wait 60 s, uvicorn for ever
     last = parse(text)[-1]
-    # An `error` event (ClientClosedError) once issue 11 is fixed; today a result with
-    # outcome "error": either way the final event says the client was closed.
-    assert last.name in ("error", "result")
-    assert "closed" in last.json.get("error", last.json)["message"]
+    assert last.name == "error"
+    assert last.json["type"] == "ClientClosedError"

@@ -56,7 +56,5 @@ async def test_sigterm_ends_open_streams_with_a_final_event_and_exits_cleanly(na
     assert "CancelledError" not in stderr
     assert "ERROR" not in stderr
     last = parse((head + rest).decode())[-1]
-    # An `error` event (ClientClosedError) once issue 11 is fixed; today a result with
-    # outcome "error": either way the final event says the client was closed.
-    assert last.name in ("error", "result")
-    assert "closed" in last.json.get("error", last.json)["message"]
+    assert last.name == "error"
+    assert last.json["type"] == "ClientClosedError"

@@ -11,13 +11,6 @@ from koodrive_tasks import InvalidArgumentError, KooDriveClient
 from koodrive_tasks.sse import EventStream, format_comment, format_event, format_retry
 from koodrive_tasks.testing import VirtualClock
 
-# close() ending waits and batches with ClientClosedError is the lead's fix of issue 11;
-# these tests state the behaviour the stream relies on, and pass once it is merged.
-needs_client_closed_error = pytest.mark.xfail(
-    reason="issue 11: close() must end every wait and batch with ClientClosedError",
-    strict=True,
-)
-
 
 async def collect(stream: EventStream, clock: VirtualClock) -> list[tuple[float, Event]]:
     """Every event of the stream with the virtual time it was produced at."""
@@ -287,7 +280,6 @@ async def test_closing_the_stream_stops_the_polls(
     assert tasks.polls["t1"] == polls
 
 
-@needs_client_closed_error
 async def test_closing_the_client_ends_the_stream_with_an_error_event(
     client: KooDriveClient, tasks: ScriptedTasks, clock: VirtualClock
 ) -> None:
@@ -317,8 +309,9 @@ async def test_closing_the_client_ends_a_wait_stream_with_a_final_event(
     await client.close()
     await asyncio.wait_for(reader, 5)
     last = events_of(chunks)[-1]
-    error = last.json.get("error", last.json)  # a result today; an error event after issue 11
-    assert "closed" in error["message"]
+    assert last.name == "error"
+    assert last.json["type"] == "ClientClosedError"
+    assert "closed" in last.json["message"]
 
 
 # --- batches --------------------------------------------------------------------------
@@ -394,7 +387,6 @@ async def test_a_batch_reconnection_skips_what_each_task_has_shown(
     ]
 
 
-@needs_client_closed_error
 async def test_closing_the_client_ends_a_batch_stream_with_an_error_event(
     client: KooDriveClient, tasks: ScriptedTasks, clock: VirtualClock
 ) -> None:
