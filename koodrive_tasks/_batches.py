@@ -167,6 +167,21 @@ class TaskBatch:
             self._waits[event.ref].delivered = True
         return event
 
+    @property
+    def refs(self) -> list[TaskRef]:
+        """The batch's tasks, in the order given (one entry per task)."""
+        return list(self._refs)
+
+    async def events(self) -> AsyncIterator[tuple[TaskRef, ProgressUpdate] | TaskOutcome]:
+        """Every event in the order it happened.
+
+        ``(ref, update)`` pairs (for a batch that follows updates, ``watch_many``) and
+        each task's :class:`TaskOutcome` right after its task ends.
+        """
+        while (event := await self._next_event()) is not None:
+            assert not isinstance(event, _Crash)  # noqa: S101 - _next_event raises those
+            yield event
+
     async def results(self) -> dict[TaskRef, TaskOutcome]:
         """Wait for every task and return the outcomes, in the order the tasks were given."""
         try:

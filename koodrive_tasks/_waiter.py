@@ -7,7 +7,7 @@ import weakref
 from collections.abc import AsyncIterator, Generator
 
 from ._models import ProgressUpdate, TaskInfo, TaskRef
-from ._outcome import checked_download_url, judge
+from ._outcome import TaskOutcome, checked_download_url, judge
 from ._policy import PollPolicy
 from ._wait import Wait, cancel_requested
 from .exceptions import InvalidArgumentError
@@ -175,6 +175,21 @@ class TaskWaiter:
             self._warned = True
             self._deliver()
         return info
+
+    async def outcome(self) -> TaskOutcome:
+        """Wait for the task to end and return its :class:`TaskOutcome`, as a batch would.
+
+        Never raises a :class:`KooDriveError`: a failed, canceled or timed-out wait is an
+        outcome with ``error`` set. A partially failed task logs no warning here (its
+        outcome says so).
+        """
+        wait = self._wait
+        while not wait.done:
+            async with self._consumer_lock():
+                if not wait.done:
+                    await self._advance()
+        self._deliver()
+        return wait.outcome()
 
     async def download_url(self) -> str:
         """Wait for a package-download task and return its ``downloadUrl``.

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import deque
 from typing import Union
 
 import attrs
@@ -14,7 +12,6 @@ from .. import (
     ProgressUpdate,
     TaskOutcome,
     TaskRef,
-    TaskType,
     TaskWaiter,
     UpdateStream,
 )
@@ -55,23 +52,6 @@ def _ended(outcome: TaskOutcome) -> Result | Closed:
     return Result(outcome)
 
 
-async def outcome_of(waiter: TaskWaiter) -> TaskOutcome:
-    """The outcome of a wait, as a batch would report it (waits for the end)."""
-    try:
-        info = await waiter.final_info()
-        url = None
-        # As a batch does: a dump task has no URL; a package task must have a valid one.
-        if info.task_type is not TaskType.DUMP and (
-            info.download_url or info.task_type is not None
-        ):
-            url = await waiter.download_url()
-        return TaskOutcome(waiter.ref, info, url)
-    except KooDriveError as error:
-        return TaskOutcome(
-            waiter.ref, getattr(error, "info", None) or waiter.last_info, None, error
-        )
-
-
 class WaiterItems:
     """One wait: its progress, then its outcome."""
 
@@ -96,22 +76,18 @@ class WaiterItems:
             except KooDriveError:
                 self._iterating = False  # the waiter keeps the error: outcome_of reads it
         self._ended = True
-        return _ended(await outcome_of(self.waiter))
+        return _ended(await self.waiter.outcome())
 
     async def aclose(self) -> None:
         """Nothing to stop: a wait cancelled mid-poll has already left its task's stream."""
 
 
 class BatchItems:
-    """A batch: each task's progress (``watch_many``) and each task's outcome."""
+    """A batch: each task's progress (``watch_many``) and each task's outcome, in order."""
 
     def __init__(self, batch: UpdateStream | CompletionStream) -> None:
         self.batch = batch
-        self._iterator = batch.__aiter__()
-        self._step: asyncio.Future[object] | None = None
-        self._exhausted = False
-        self._given: set[TaskRef] = set()
-        self._backlog: deque[Item] = deque()
+        self._events = batch.events()
 
     @property
     def task_count(self) -> int:
@@ -119,42 +95,14 @@ class BatchItems:
 
     async def next(self) -> Item | None:
         """The next item; ``None`` once every task's outcome was given."""
-        while not self._backlog:
-            if self._exhausted:
-                return None
-            step = self._step or asyncio.ensure_future(self._iterator.__anext__())
-            self._step = None
-            try:
-                event = await step
-            except StopAsyncIteration:
-                self._exhausted = True
-                self._take_outcomes()
-                continue
-            if isinstance(event, tuple):
-                ref, update = event
-                self._backlog.append(Progress(ref, update))
-                if update.status.is_terminal and ref not in self.batch.outcomes:
-                    # A batch records a task's outcome when its iteration next runs,
-                    # which for watch_many is when another update arrives. Start that
-                    # step and let it run once, so that the result follows the final
-                    # update at once instead of waiting for news of another task.
-                    self._step = asyncio.ensure_future(self._iterator.__anext__())
-                    await asyncio.sleep(0)
-            self._take_outcomes()
-        return self._backlog.popleft()
-
-    def _take_outcomes(self) -> None:
-        for ref, outcome in list(self.batch.outcomes.items()):
-            if ref not in self._given:
-                self._given.add(ref)
-                self._backlog.append(_ended(outcome))
+        async for event in self._events:
+            if isinstance(event, TaskOutcome):
+                return _ended(event)
+            return Progress(*event)
+        return None
 
     async def aclose(self) -> None:
-        """Stop the batch's waits (and the step started ahead, if any)."""
-        step, self._step = self._step, None
-        if step is not None and not step.done():
-            step.cancel()
-            await asyncio.wait({step})
+        """Stop the batch's waits."""
         await self.batch.aclose()
 
 

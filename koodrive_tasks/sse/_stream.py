@@ -102,12 +102,10 @@ class EventStream:
         ``EventSource`` to stop reconnecting. The adapters do this.
         """
         items = self._items
-        if isinstance(items, WaiterItems):
-            return self._seen.get(_ids.task_key(items.waiter.ref)) == _ids.DELIVERED
-        # A batch does not say which tasks it holds, only how many: count the results
-        # delivered. (A browser sends back only ids of the same URL, so of this batch.)
-        delivered = sum(1 for pos in self._seen.values() if pos == _ids.DELIVERED)
-        return delivered >= items.task_count > 0
+        refs = [items.waiter.ref] if isinstance(items, WaiterItems) else items.batch.refs
+        return bool(refs) and all(
+            self._seen.get(_ids.task_key(ref)) == _ids.DELIVERED for ref in refs
+        )
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self
