@@ -48,11 +48,17 @@ class Slot:
 
     __slots__ = ("_epoch", "_limiter", "_on_admit", "_state")
 
-    def __init__(self, limiter: LocalLimiter, on_admit: Callable[[Slot], object]) -> None:
+    def __init__(
+        self,
+        limiter: LocalLimiter,
+        on_admit: Callable[[Slot], object],
+        state: _SlotState = _SlotState.QUEUED,
+        epoch: int = 0,
+    ) -> None:
         self._limiter = limiter
         self._on_admit = on_admit
-        self._state = _SlotState.QUEUED
-        self._epoch = 0
+        self._state = state
+        self._epoch = epoch
 
     def __repr__(self) -> str:
         return f"<Slot {self._state.value}>"
@@ -66,7 +72,10 @@ class Slot:
         """The request was sent and has ended: free its place for the next one."""
         if self._state is _SlotState.ADMITTED:
             self._state = _SlotState.DONE
-            self._limiter._left(self, refund=False)
+            limiter = self._limiter
+            limiter._in_flight -= 1
+            if limiter._queued:
+                limiter._pump()
         else:
             self.cancel()
 
@@ -108,6 +117,10 @@ class Limiter(Protocol):
     @property
     def queued(self) -> int:
         """Requests waiting for their turn now."""
+        ...
+
+    def admit_now(self) -> Slot | None:
+        """A turn at once when nothing stands in the way, else ``None`` (then queue)."""
         ...
 
     def request(self, on_admit: Callable[[Slot], object]) -> Slot:
@@ -209,21 +222,30 @@ class LocalLimiter:
             self._pump()
         return slot
 
+    def admit_now(self) -> Slot | None:
+        """A turn now if nobody queues and the pause, the rate and a place allow it, else None.
+
+        The usual case costs no future, callback or coroutine.
+        """
+        if self._queued or self._in_flight >= self._limits.max_in_flight or self._closed:
+            return None
+        now = self._clock.monotonic()
+        if self._paused_until > now or self._spread_window or now < self._paced_until:
+            return None  # right after a pause: the queue paces what follows
+        if self._interval:
+            if self._tat - self._tolerance > now:
+                return None
+            self._tat = max(self._tat, now) + self._interval
+        self._in_flight += 1
+        return Slot(self, _admitted_at_once, _SlotState.ADMITTED, self._epoch)
+
     async def acquire(self, deadline: float | None) -> Slot:
-        """Wait for a turn (see :class:`Limiter`); a free turn takes no coroutine switch."""
+        """Wait for a turn (see :class:`Limiter`)."""
+        slot = self.admit_now()
+        if slot is not None:
+            return slot
         if self._closed is not None:
             raise self._closed
-        if not self._queued and self._in_flight < self._limits.max_in_flight:
-            # The usual case: nobody queues and a place is free. Admitted now if the pause
-            # and the rate allow, without a future or a callback.
-            now = self._clock.monotonic()
-            if self._wait(now) <= 0:
-                self._in_flight += 1
-                self._take(now)
-                slot = Slot(self, _admitted_at_once)
-                slot._state = _SlotState.ADMITTED
-                slot._epoch = self._epoch
-                return slot
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def admitted(_: Slot) -> None:

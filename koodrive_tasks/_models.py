@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Any
 
 import attrs
 
@@ -155,22 +154,14 @@ class TargetFolder:
     file_id: str = "root"
 
 
-def _text_id(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if type(value) is str and value.isascii() and value.strip():
-        return  # the usual id, checked in one step
+def _check_id(name: str, value: object) -> None:
     if not isinstance(value, str) or not value.strip():
-        raise InvalidArgumentError(f"{attribute.name} must be a non-empty string, got {value!r}")
+        raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
     if not is_text(value):
-        raise InvalidArgumentError(f"{attribute.name} is not valid text (a lone surrogate)")
+        raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")
 
 
-def _kdstoken(value: Any) -> Any:
-    return None if value == "" else value  # an empty kdstoken is no kdstoken
-
-
-def _check_kdstoken(instance: object, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
+def _check_kdstoken(value: object) -> None:
     # Never quoted: it is a secret.
     if not isinstance(value, str):
         raise InvalidArgumentError(f"kdstoken must be a string, not {type(value).__name__}")
@@ -178,9 +169,10 @@ def _check_kdstoken(instance: object, attribute: attrs.Attribute[Any], value: An
         raise InvalidArgumentError("kdstoken is not valid text (a lone surrogate)")
 
 
-@attrs.frozen(cache_hash=True)
+# Not slotted, for the reason given at FileResult: refs are built for every one-shot call.
+@attrs.frozen(slots=False, cache_hash=True)
 class TaskRef:
-    """Which task to wait for.
+    """Which share task to wait for.
 
     Attributes:
         share_id: The share the task belongs to.
@@ -193,11 +185,28 @@ class TaskRef:
             a string (it is never quoted).
     """
 
-    share_id: str = attrs.field(validator=_text_id)
-    task_id: str = attrs.field(validator=_text_id)
-    kdstoken: str | None = attrs.field(
-        default=None, converter=_kdstoken, validator=_check_kdstoken, repr=secret_repr
-    )
+    share_id: str
+    task_id: str
+    kdstoken: str | None = attrs.field(default=None, repr=secret_repr)
+
+    def __attrs_post_init__(self) -> None:
+        # One check for the usual ids; the detailed ones only to say what is wrong.
+        share_id, task_id, kdstoken = self.share_id, self.task_id, self.kdstoken
+        if not (
+            type(share_id) is str
+            and type(task_id) is str
+            and share_id.isascii()
+            and task_id.isascii()
+            and share_id.strip()
+            and task_id.strip()
+        ):
+            _check_id("share_id", share_id)
+            _check_id("task_id", task_id)
+        if kdstoken is not None:
+            if kdstoken == "":
+                object.__setattr__(self, "kdstoken", None)  # an empty kdstoken is none
+            else:
+                _check_kdstoken(kdstoken)
 
     @classmethod
     def of(cls, value: TaskRef | tuple[str, str] | tuple[str, str, str | None]) -> TaskRef:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -86,23 +87,14 @@ class Request(Generic[_T]):
 
 
 class _Cutoff:
-    """Cancels the current task at a moment of the event loop's time, once.
+    """One attempt's cutoff: the moment its task is cancelled if it is still running."""
 
-    Request timeouts are real I/O time, as aiohttp's own are: the loop's clock, not an
-    injected one (a virtual clock jumps ahead while I/O is pending).
-    """
+    __slots__ = ("at", "fired", "task")
 
-    __slots__ = ("fired", "handle", "task")
-
-    def __init__(self, seconds: float) -> None:
-        self.task = asyncio.current_task()
+    def __init__(self, at: float, task: asyncio.Task[Any] | None) -> None:
+        self.at = at
+        self.task = task
         self.fired = False
-        self.handle = asyncio.get_running_loop().call_later(seconds, self._fire)
-
-    def _fire(self) -> None:
-        self.fired = True
-        if self.task is not None:
-            self.task.cancel()
 
     def expired(self) -> bool:
         """After a ``CancelledError``: whether it was this cutoff's, and only its own."""
@@ -113,8 +105,54 @@ class _Cutoff:
             return self.task.uncancel() == 0
         return True
 
-    def cancel(self) -> None:
-        self.handle.cancel()
+
+class _Watchdog:
+    """Ends attempts that outlive their cutoff, with one event-loop timer for all of them.
+
+    Request timeouts are real I/O time, as aiohttp's own are: the loop's clock, not an
+    injected one (a virtual clock jumps ahead while I/O is pending). The timer is set
+    for the earliest cutoff of the attempts under way (at most ``max_in_flight``), and
+    an attempt that ends only leaves the set: it costs no timer of its own.
+    """
+
+    __slots__ = ("_active", "_armed_at", "_handle")
+
+    def __init__(self) -> None:
+        self._active: set[_Cutoff] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = math.inf
+
+    def watch(self, seconds: float) -> _Cutoff:
+        """Cancel the current task ``seconds`` from now unless :meth:`done` comes first."""
+        loop = asyncio.get_running_loop()
+        cutoff = _Cutoff(loop.time() + seconds, asyncio.current_task())
+        self._active.add(cutoff)
+        if cutoff.at < self._armed_at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._armed_at = cutoff.at
+            self._handle = loop.call_at(cutoff.at, self._ring, loop)
+        return cutoff
+
+    def done(self, cutoff: _Cutoff) -> None:
+        """The attempt ended: its cutoff no longer applies."""
+        self._active.discard(cutoff)
+
+    def _ring(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._handle = None
+        self._armed_at = math.inf
+        now, earliest = loop.time(), math.inf
+        for cutoff in tuple(self._active):
+            if cutoff.at <= now:
+                self._active.discard(cutoff)
+                cutoff.fired = True
+                if cutoff.task is not None:
+                    cutoff.task.cancel()
+            elif cutoff.at < earliest:
+                earliest = cutoff.at
+        if earliest < math.inf:
+            self._armed_at = earliest
+            self._handle = loop.call_at(earliest, self._ring, loop)
 
 
 class Transport:
@@ -176,6 +214,7 @@ class Transport:
         self._on_request = on_request
         self._on_retry = on_retry
         self._closed = False
+        self._watchdog = _Watchdog()
 
     def __repr__(self) -> str:
         return f"<Transport {self.base_url!r} {self.limiter!r}>"
@@ -218,10 +257,13 @@ class Transport:
         Raises:
             ClientClosedError, EventLoopMismatchError: See :meth:`check_loop`.
         """
-        self.check_loop()
-        if self._session is None:
-            self._session = aiohttp.ClientSession()
-        return self._session
+        session = self._session
+        if session is None or self._closed or self._loop is not asyncio.get_running_loop():
+            self.check_loop()
+            if self._session is None:
+                self._session = aiohttp.ClientSession()
+            session = self._session
+        return session
 
     async def close(self) -> None:
         """No more requests; close the session if it is ours."""
@@ -319,7 +361,7 @@ class Transport:
         stats.requests += 1
         stats.polls += request.poll
         body = request.body if request.body is not None else b""
-        cutoff = _Cutoff(seconds)
+        cutoff = self._watchdog.watch(seconds)
         failure: KooDriveError
         try:
             auth_headers = await self.auth.headers(request.method, url, body, self.clock.now)
@@ -367,7 +409,7 @@ class Transport:
                 trace_id=trace_id,
             )
         finally:
-            cutoff.cancel()
+            self._watchdog.done(cutoff)
         raise failure
 
     async def _read(self, response: aiohttp.ClientResponse, operation: str, trace_id: str) -> bytes:
@@ -434,7 +476,7 @@ class Transport:
         seconds = self.request_timeout
         if deadline is not None:
             seconds = max(0.001, min(seconds, deadline - self.clock.monotonic()))
-        cutoff = _Cutoff(seconds)
+        cutoff = self._watchdog.watch(seconds)
         try:
             return await self.auth.refresh(rejected)
         except asyncio.CancelledError:
@@ -444,7 +486,7 @@ class Transport:
                 f"{request.operation}: refreshing the credentials took longer than {seconds:g} s"
             )
         finally:
-            cutoff.cancel()
+            self._watchdog.done(cutoff)
         raise failure
 
     # --- answers -------------------------------------------------------------------------
