@@ -11,7 +11,8 @@ from aiohttp import client_reqrep
 from aioresponses import CallbackResult, aioresponses
 from aioresponses import core as aioresponses_core
 
-from koodrive_tasks import PollPolicy
+from koodrive_tasks import BearerToken, KooDriveClient, PollPolicy, TaskInfo
+from koodrive_tasks.testing import VirtualClock
 
 BASE = "https://kd.example.com"
 DETAIL = f"{BASE}/koodrive/ose/v1/share/taskDetail"
@@ -56,6 +57,10 @@ class MockKooDrive(aioresponses):
         return [
             call for (method, u), calls in self.requests.items() if str(u) == url for call in calls
         ]
+
+    def bodies_to(self, url: str) -> list[Any]:
+        """The JSON bodies of the requests sent to ``url``, decoded, oldest first."""
+        return [json.loads(call.kwargs["data"]) for call in self.requests_to(url)]
 
 
 def shape_a(
@@ -147,3 +152,46 @@ def finish_after(polls_before_done: int) -> Callable[..., CallbackResult]:
         return CallbackResult(payload=shape_a(1, 10 * seen[task_id], task_id=task_id))
 
     return answer
+
+
+def one_shot_client(clock: VirtualClock | None = None, **settings: Any) -> KooDriveClient:
+    """A client of the mocked KooDrive that tries each call once: one answer, one outcome."""
+    return KooDriveClient(
+        BASE,
+        auth=BearerToken(TOKEN),
+        clock=clock or VirtualClock(),
+        policy=FAST,
+        attempts=1,
+        **settings,
+    )
+
+
+async def read_detail(
+    mock: MockKooDrive,
+    kd: KooDriveClient,
+    payload: object,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    task_id: str = "t1",
+) -> TaskInfo:
+    """Serve ``payload`` (as JSON) once at taskDetail and read it with ``get_share_task``."""
+    mock.detail(
+        status=status, body=json.dumps(payload), content_type="application/json", headers=headers
+    )
+    return await kd.get_share_task("s1", task_id)
+
+
+async def detail_via_client(
+    payload: object,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    task_id: str = "t1",
+) -> TaskInfo:
+    """What a fresh one-shot client's ``get_share_task`` makes of one taskDetail answer."""
+    with MockKooDrive() as mock:
+        async with one_shot_client() as kd:
+            return await read_detail(
+                mock, kd, payload, status=status, headers=headers, task_id=task_id
+            )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from email.utils import format_datetime
 from typing import Any
 
@@ -26,7 +26,6 @@ from koodrive_tasks import (
     RateLimitedError,
     ServerError,
 )
-from koodrive_tasks._wire import api_error, parse_retry_after
 from koodrive_tasks.testing import VirtualClock
 
 KDSTOKEN = "kds-SHARE-SECRET-987"
@@ -398,12 +397,12 @@ async def test_echoed_secret_in_wrong_task_id_redacted(
     assert KDSTOKEN not in str(error)
 
 
-# --- api_error directly -------------------------------------------------------------------
+# --- odd error bodies -------------------------------------------------------------------
 
 
-def test_api_error_never_raises_on_odd_payloads() -> None:
-    """api_error builds an error from any payload, ignoring values of odd types."""
-    for payload in (
+@pytest.mark.parametrize(
+    "payload",
+    [
         None,
         [],
         "x",
@@ -411,22 +410,35 @@ def test_api_error_never_raises_on_odd_payloads() -> None:
         {"code": 1.5, "msg": ["a"]},
         {"error": "flat"},
         {"error": {"code": None}},
-    ):
-        error = api_error(400, payload, trace_id="t" * 58)
-        assert type(error) is APIError
-        assert error.code is None or isinstance(error.code, str)
+    ],
+)
+async def test_odd_error_bodies_still_give_an_api_error(
+    mock: MockKooDrive, kd: KooDriveClient, payload: object
+) -> None:
+    """An error answer of any JSON shape is an APIError; values of odd types are ignored."""
+    error = await query_error(
+        mock, kd, status=400, body=json.dumps(payload), content_type="application/json"
+    )
+    assert type(error) is APIError
+    assert error.message is None or isinstance(error.message, str)
+    assert_context(error, mock, 400, None)  # no code of a usable type in any of them
 
 
-def test_api_error_message_truncated() -> None:
+async def test_server_message_truncated(mock: MockKooDrive, kd: KooDriveClient) -> None:
     """A huge server message is cut to 500 characters."""
-    error = api_error(400, {"code": "1", "msg": "m" * 10_000}, trace_id=None)
-    assert error.message is not None
-    assert len(error.message) == 500
+    error = await query_error(mock, kd, status=400, payload={"code": "1", "msg": "m" * 10_000})
+    assert error.message == "m" * 500
 
 
-# --- parse_retry_after --------------------------------------------------------------------
+# --- Retry-After ------------------------------------------------------------------------
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+
+async def retry_after_of(mock: MockKooDrive, kd: KooDriveClient, value: str | None) -> Any:
+    """The retry_after of the RateLimitedError a 429 with this Retry-After header gives."""
+    headers = {} if value is None else {"Retry-After": value}
+    error = await query_error(mock, kd, status=429, headers=headers, body="")
+    assert type(error) is RateLimitedError
+    return error.retry_after
 
 
 @pytest.mark.parametrize(
@@ -450,26 +462,36 @@ NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
         ("Sun, 99 Foo 2026 99:99:99 GMT", None),
     ],
 )
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+async def test_retry_after_values(
+    mock: MockKooDrive, kd: KooDriveClient, value: str | None, expected: float | None
+) -> None:
     """Retry-After seconds (fractional, negative clamped to 0); garbage, inf and nan give None."""
-    result = parse_retry_after(value, now=NOW)
+    result = await retry_after_of(mock, kd, value)
     assert result == expected
     assert result is None or math.isfinite(result)
 
 
-def test_parse_retry_after_http_date_future() -> None:
+async def test_retry_after_http_date_future(
+    mock: MockKooDrive, kd: KooDriveClient, clock: VirtualClock
+) -> None:
     """An HTTP-date Retry-After in the future is the seconds until then."""
-    when = format_datetime(NOW + timedelta(minutes=2), usegmt=True)
-    assert parse_retry_after(when, now=NOW) == 120.0
+    when = format_datetime(clock.now() + timedelta(minutes=2), usegmt=True)
+    assert await retry_after_of(mock, kd, when) == 120.0
 
 
-def test_parse_retry_after_http_date_past() -> None:
+async def test_retry_after_http_date_past(
+    mock: MockKooDrive, kd: KooDriveClient, clock: VirtualClock
+) -> None:
     """An HTTP-date Retry-After in the past is 0."""
-    when = format_datetime(NOW - timedelta(hours=1), usegmt=True)
-    assert parse_retry_after(when, now=NOW) == 0.0
+    when = format_datetime(clock.now() - timedelta(hours=1), usegmt=True)
+    assert await retry_after_of(mock, kd, when) == 0.0
 
 
-def test_parse_retry_after_http_date_other_zone() -> None:
+async def test_retry_after_http_date_other_zone(
+    mock: MockKooDrive, kd: KooDriveClient, clock: VirtualClock
+) -> None:
     """An HTTP date with a numeric zone offset is converted correctly."""
-    when = format_datetime((NOW + timedelta(seconds=30)).astimezone(timezone(timedelta(hours=8))))
-    assert parse_retry_after(when, now=NOW) == 30.0
+    moment = clock.now() + timedelta(seconds=30)
+    when = format_datetime(moment.astimezone(timezone(timedelta(hours=8))))
+    assert "+0800" in when
+    assert await retry_after_of(mock, kd, when) == 30.0

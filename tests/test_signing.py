@@ -1,17 +1,24 @@
-"""The app signature, checked against an implementation written here from koodrive-api.md alone."""
+"""The app signature, checked against an implementation written here from koodrive-api.md alone.
+
+What the emulator makes of signed headers (its gateway checks) is checked over real HTTP.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
+import aiohttp
 import pytest
 from yarl import URL
 
 from koodrive_tasks import AppSignature, InvalidArgumentError
-from koodrive_tasks._signing import parse_authorization, parse_x_date
+from koodrive_tasks.emulator import Emulator
 
 APP_ID = "app-123"
 APP_SECRET = "s3cr3t-APP-KEY-0123456789"
@@ -73,6 +80,19 @@ def ref_sign(
     utc = now.astimezone(timezone.utc)
     day = f"{utc.year:04d}{utc.month:02d}{utc.day:02d}"
     x_date = f"{day}T{utc.hour:02d}{utc.minute:02d}{utc.second:02d}Z"
+    return x_date, ref_signature(method, url, body, x_date, secret=secret, user_id=user_id)
+
+
+def ref_signature(
+    method: str,
+    url: str,
+    body: bytes,
+    x_date: str,
+    *,
+    secret: str = APP_SECRET,
+    user_id: str = USER_ID,
+) -> str:
+    """The signature hex of a request carrying this X-Date value, whatever its form."""
     m = re.fullmatch(r"https?://([^/?#]+)([^?#]*)(?:\?([^#]*))?", url)
     assert m is not None
     host, path, query = m.group(1), m.group(2), m.group(3) or ""
@@ -86,8 +106,22 @@ def ref_sign(
         f"{canonical_headers}\n{';'.join(names)}\n{hashlib.sha256(body).hexdigest()}"
     )
     to_sign = "HMAC-SHA256\n" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-    sig = hmac.new(secret.encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
-    return x_date, sig
+    return hmac.new(secret.encode("utf-8"), to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def x_date_moment(value: str) -> datetime:
+    """The instant an X-Date (YYYYMMDDTHHMMSSZ, UTC) names."""
+    m = re.fullmatch(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z", value)
+    assert m is not None, value
+    year, month, day, hour, minute, second = (int(part) for part in m.groups())
+    return datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
+
+
+def authorization_parts(value: str) -> dict[str, str]:
+    """``HMAC-SHA256 AppId=..,SignedHeaders=..,Signature=..`` split into its named parts."""
+    scheme, _, rest = value.partition(" ")
+    assert scheme == "HMAC-SHA256", value
+    return dict(item.split("=", 1) for item in rest.split(","))
 
 
 def verify_signed_headers(
@@ -222,7 +256,7 @@ def test_x_date_is_utc_from_other_zone() -> None:
     moment = datetime(2024, 9, 10, 1, 2, 3, tzinfo=beijing)  # 2024-09-09 17:02:03 UTC
     headers = signer().sign("POST", URL("https://kd.example.com/"), b"", moment)
     assert headers["X-Date"] == "20240909T170203Z"
-    assert parse_x_date(headers["X-Date"]) == moment
+    assert x_date_moment(headers["X-Date"]) == moment
     west = timezone(timedelta(hours=-5, minutes=-30))
     headers = signer().sign(
         "POST", URL("https://kd.example.com/"), b"", datetime(2024, 12, 31, 20, 0, 0, tzinfo=west)
@@ -249,42 +283,107 @@ def test_authorization_header_format() -> None:
     assert APP_SECRET not in str(headers)
 
 
-def test_parse_authorization_round_trip() -> None:
-    """parse_authorization splits a signed Authorization value back into its parts."""
+def test_authorization_parts() -> None:
+    """The Authorization value names the app, the signed headers and the request's signature."""
     headers = signer().sign("POST", URL("https://kd.example.com/x"), b"{}", NOW)
-    parts = parse_authorization(headers["Authorization"])
-    assert parts is not None
-    assert parts["AppId"] == APP_ID
-    assert parts["SignedHeaders"] == "host;x-date;x-user-id"
-    assert parts["Signature"] == ref_sign("POST", "https://kd.example.com/x", b"{}", NOW)[1]
+    parts = authorization_parts(headers["Authorization"])
+    assert parts == {
+        "AppId": APP_ID,
+        "SignedHeaders": "host;x-date;x-user-id",
+        "Signature": ref_sign("POST", "https://kd.example.com/x", b"{}", NOW)[1],
+    }
+
+
+# --- the emulator's gateway checks, over real HTTP ---------------------------------------------
+
+DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[Emulator]:
+    async with Emulator(
+        app_id=APP_ID, app_secret=APP_SECRET, user_id=USER_ID, wall_clock=lambda: NOW
+    ) as emu:
+        yield emu
+
+
+class SignedDetail:
+    """A taskDetail request for a task the emulator holds, signed at NOW."""
+
+    def __init__(self, emu: Emulator) -> None:
+        self.emu = emu
+        self.task_id = emu.add_task(share_id="share-1")
+        self.url = emu.url + DETAIL_PATH
+        self.body = json.dumps({"taskId": self.task_id, "shareId": "share-1"}).encode()
+        self.headers = signer().sign("POST", URL(self.url), self.body, NOW)
+
+    async def send(self, **replaced: str) -> tuple[int, Any]:
+        """Send it with some headers replaced: (HTTP status, decoded answer)."""
+        headers = {**self.headers, **replaced}
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(self.url, data=self.body, headers=headers) as response,
+        ):
+            return response.status, await response.json(content_type=None)
+
+    async def assert_accepted(self, **replaced: str) -> None:
+        status, answer = await self.send(**replaced)
+        assert status == 200, answer
+        assert answer["jobInfo"]["taskId"] == self.task_id
+
+    async def assert_refused(self, **replaced: str) -> str:
+        """Assert a gateway 401 (APIGW.03xx); return its message."""
+        status, answer = await self.send(**replaced)
+        assert status == 401, answer
+        assert answer["error_code"].startswith("APIGW.030"), answer
+        return str(answer["error_msg"])
+
+
+async def test_emulator_accepts_the_signed_request(emulator: Emulator) -> None:
+    """The emulator splits the Authorization value and verifies it: a signed request passes."""
+    await SignedDetail(emulator).assert_accepted()
 
 
 @pytest.mark.parametrize(
-    "value",
+    "template",
     [
         "",
         "garbage",
         "Bearer tok",
         "HMAC-SHA256",
         "HMAC-SHA256 ",
-        "hmac-sha256 AppId=a,SignedHeaders=h,Signature=s",
-        "SDK-HMAC-SHA256 AppId=a,SignedHeaders=h,Signature=s",
-        "HMAC-SHA256 AppId=a,SignedHeaders=h",
-        "HMAC-SHA256 AppId=a,Signature=s",
-        "HMAC-SHA256 AppId=a,SignedHeaders=h,Signature",
-        "HMAC-SHA256 AppId=a;SignedHeaders=h;Signature=s",
+        "hmac-sha256 AppId={app},SignedHeaders={signed},Signature={sig}",
+        "SDK-HMAC-SHA256 AppId={app},SignedHeaders={signed},Signature={sig}",
+        "HMAC-SHA256 AppId={app},SignedHeaders={signed}",
+        "HMAC-SHA256 AppId={app},Signature={sig}",
+        "HMAC-SHA256 AppId={app},SignedHeaders={signed},Signature",
+        "HMAC-SHA256 AppId={app};SignedHeaders={signed};Signature={sig}",
     ],
 )
-def test_parse_authorization_rejects_garbage(value: str) -> None:
-    """A value that is not a complete app-signature Authorization gives None."""
-    assert parse_authorization(value) is None
+async def test_emulator_refuses_an_incomplete_authorization(
+    emulator: Emulator, template: str
+) -> None:
+    """An Authorization value that is not a complete app signature is refused, valid parts or not."""
+    request = SignedDetail(emulator)
+    parts = authorization_parts(request.headers["Authorization"])
+    value = template.format(app=APP_ID, signed=parts["SignedHeaders"], sig=parts["Signature"])
+    await request.assert_accepted()
+    await request.assert_refused(Authorization=value)
 
 
-def test_parse_x_date_rejects_other_formats() -> None:
-    """parse_x_date accepts only YYYYMMDDTHHMMSSZ."""
-    for bad in ("2024-09-09T03:33:25Z", "20240909033325", "20240909T033325", ""):
-        with pytest.raises(ValueError):  # noqa: PT011 - any ValueError is the contract
-            parse_x_date(bad)
+@pytest.mark.parametrize(
+    "x_date", ["2024-09-09T03:33:25Z", "20240909033325", "20240909T033325", ""]
+)
+async def test_emulator_accepts_only_the_x_date_form(emulator: Emulator, x_date: str) -> None:
+    """An X-Date not in YYYYMMDDTHHMMSSZ form is refused, even when the signature covers it."""
+    request = SignedDetail(emulator)
+    sig = ref_signature("POST", request.url, request.body, x_date)
+    authorization = (
+        f"HMAC-SHA256 AppId={APP_ID},SignedHeaders=host;x-date;x-user-id,Signature={sig}"
+    )
+    await request.assert_accepted()
+    message = await request.assert_refused(**{"X-Date": x_date, "Authorization": authorization})
+    assert "X-Date" in message
 
 
 # --- AppSignature as a value ------------------------------------------------------------------

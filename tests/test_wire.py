@@ -1,43 +1,57 @@
-"""The wire format: both taskDetail shapes, strict types, lenient documented variants."""
+"""The wire format, read through the client: both taskDetail shapes, strict types, lenient variants.
+
+Every answer is served by the mocked KooDrive and read with ``get_share_task`` (or
+``create_share_task``); request bodies are checked as the mock received them.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import enum
 import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
-from unittest import mock
 
-import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from kd_fakes import PACKAGE_URL, URL_QUERY, shape_a, shape_b
+from kd_fakes import (
+    CREATE,
+    DETAIL,
+    PACKAGE_URL,
+    URL_QUERY,
+    MockKooDrive,
+    detail_via_client,
+    one_shot_client,
+    read_detail,
+    shape_a,
+    shape_b,
+)
 
 from koodrive_tasks import (
+    APIError,
     FileResult,
     FileStatus,
     InvalidArgumentError,
+    KooDriveClient,
+    KooDriveError,
     ProtocolError,
+    TargetFolder,
     TaskInfo,
     TaskResultCode,
     TaskStatus,
     TaskType,
-    _wire,
-)
-from koodrive_tasks._wire import (
-    encode_body,
-    is_success_code,
-    parse_created_task_id,
-    parse_task_detail,
-    share_task_body,
-    task_detail_body,
-    task_detail_json,
 )
 
 SHAPES = [pytest.param(shape_a, id="shape-A"), pytest.param(shape_b, id="shape-B")]
+# Property tests reuse one client (and one mock) for all their examples.
+ONE_CLIENT_PER_TEST = settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+async def kd() -> AsyncIterator[KooDriveClient]:
+    """A client that tries each call once, so every answer gives exactly one outcome."""
+    async with one_shot_client() as client:
+        yield client
 
 
 def envelope(body: dict[str, Any]) -> dict[str, Any]:
@@ -48,9 +62,9 @@ def envelope(body: dict[str, Any]) -> dict[str, Any]:
 # --- both shapes -------------------------------------------------------------------------
 
 
-def test_shape_a_parses_every_field() -> None:
+async def test_shape_a_parses_every_field() -> None:
     """Shape A (string code, taskInfo) fills every TaskInfo attribute."""
-    info = parse_task_detail(shape_a(2, 100, result=1, url=PACKAGE_URL), task_id="t1")
+    info = await detail_via_client(shape_a(2, 100, result=1, url=PACKAGE_URL))
     assert info == TaskInfo(
         task_id="t1",
         status=TaskStatus.COMPLETED,
@@ -68,14 +82,14 @@ def test_shape_a_parses_every_field() -> None:
     assert info.is_terminal
 
 
-def test_shape_b_parses_job_info_and_file_list() -> None:
+async def test_shape_b_parses_job_info_and_file_list() -> None:
     """Shape B (int code, jobInfo) with taskInfos as a list gives per-file results."""
     files = [
         {"fileId": "f1", "status": "1", "newFileId": "n1", "srcContainerId": "c1"},
         {"fileId": "f2", "status": "2"},
         {"fileId": "f3", "status": "0", "newFileId": "", "srcContainerId": None},
     ]
-    info = parse_task_detail(shape_b(1, 70, files=files), task_id="t1")
+    info = await detail_via_client(shape_b(1, 70, files=files))
     assert info.status is TaskStatus.PROCESSING
     assert info.progress == 70
     assert info.files == (
@@ -88,21 +102,19 @@ def test_shape_b_parses_job_info_and_file_list() -> None:
     assert info.ended_at is None
 
 
-def test_shape_b_task_infos_as_single_object() -> None:
+async def test_shape_b_task_infos_as_single_object() -> None:
     """taskInfos documented as one object under a plural name is accepted as a one-item tuple."""
-    info = parse_task_detail(
-        shape_b(2, 100, result=2, files={"fileId": "f9", "status": "2"}), task_id="t1"
-    )
+    info = await detail_via_client(shape_b(2, 100, result=2, files={"fileId": "f9", "status": "2"}))
     assert info.files == (FileResult("f9", FileStatus.FAILED),)
     assert info.result_code is TaskResultCode.PARTIALLY_FAILED
 
 
-def test_shape_b_task_infos_empty_list_and_null() -> None:
+async def test_shape_b_task_infos_empty_list_and_null() -> None:
     """An empty taskInfos list or null gives no files."""
-    assert parse_task_detail(shape_b(1, files=[]), task_id="t1").files == ()
+    assert (await detail_via_client(shape_b(1, files=[]))).files == ()
     body = shape_b(1)
     body["taskInfos"] = None
-    assert parse_task_detail(body, task_id="t1").files == ()
+    assert (await detail_via_client(body)).files == ()
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -115,17 +127,17 @@ def test_shape_b_task_infos_empty_list_and_null() -> None:
         (3, TaskStatus.CANCELED),
     ],
 )
-def test_every_task_status(shape: Any, wire: int, expected: TaskStatus) -> None:
+async def test_every_task_status(shape: Any, wire: int, expected: TaskStatus) -> None:
     """taskStatus 0-3 map to the four TaskStatus members in both shapes."""
-    assert parse_task_detail(shape(wire), task_id="t1").status is expected
+    assert (await detail_via_client(shape(wire))).status is expected
 
 
 @pytest.mark.parametrize("wire", ["0", "1", "2", "3"])
-def test_task_status_as_string(wire: str) -> None:
+async def test_task_status_as_string(wire: str) -> None:
     """taskStatus sent as a digit string is accepted like the integer."""
     body = shape_b(0)
     body["jobInfo"]["taskStatus"] = wire
-    assert parse_task_detail(body, task_id="t1").status == int(wire)
+    assert (await detail_via_client(body)).status == int(wire)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -140,18 +152,20 @@ def test_task_status_as_string(wire: str) -> None:
         ("3", TaskResultCode.ALL_FAILED),
     ],
 )
-def test_every_task_result_code(shape: Any, wire: object, expected: TaskResultCode | None) -> None:
+async def test_every_task_result_code(
+    shape: Any, wire: object, expected: TaskResultCode | None
+) -> None:
     """taskResultCode 1-3 map to TaskResultCode and 0 means 'no result yet' (None)."""
     body = shape(2, 100)
     envelope(body)["taskResultCode"] = wire
-    assert parse_task_detail(body, task_id="t1").result_code is expected
+    assert (await detail_via_client(body)).result_code is expected
 
 
-def test_result_code_absent_is_none() -> None:
+async def test_result_code_absent_is_none() -> None:
     """An absent taskResultCode is None."""
     body = shape_a(1)
     del body["taskInfo"]["taskResultCode"]
-    assert parse_task_detail(body, task_id="t1").result_code is None
+    assert (await detail_via_client(body)).result_code is None
 
 
 @pytest.mark.parametrize(
@@ -163,38 +177,38 @@ def test_result_code_absent_is_none() -> None:
         (1, FileStatus.SUCCEEDED),
     ],
 )
-def test_per_file_status_strings(wire: object, expected: FileStatus) -> None:
+async def test_per_file_status_strings(wire: object, expected: FileStatus) -> None:
     """Per-file status strings "0"/"1"/"2" (and the integer form) map to FileStatus."""
-    info = parse_task_detail(shape_b(1, files=[{"fileId": "f", "status": wire}]), task_id="t1")
+    info = await detail_via_client(shape_b(1, files=[{"fileId": "f", "status": wire}]))
     assert info.files[0].status is expected
 
 
 @pytest.mark.parametrize("wire", ["3", "-1", "", None, "one", True, 1.0, [1]])
-def test_per_file_status_invalid(wire: object) -> None:
+async def test_per_file_status_invalid(wire: object) -> None:
     """A per-file status outside "0"-"2", missing or of the wrong type is a ProtocolError."""
     with pytest.raises(ProtocolError):
-        parse_task_detail(shape_b(1, files=[{"fileId": "f", "status": wire}]), task_id="t1")
+        await detail_via_client(shape_b(1, files=[{"fileId": "f", "status": wire}]))
 
 
-def test_per_file_missing_file_id() -> None:
+async def test_per_file_missing_file_id() -> None:
     """A per-file result without fileId is a ProtocolError."""
     with pytest.raises(ProtocolError):
-        parse_task_detail(shape_b(1, files=[{"status": "1"}]), task_id="t1")
+        await detail_via_client(shape_b(1, files=[{"status": "1"}]))
 
 
 @pytest.mark.parametrize("files", ["f1", 5, [["f1", "1"]], ["f1"], [None]])
-def test_task_infos_wrong_type(files: object) -> None:
+async def test_task_infos_wrong_type(files: object) -> None:
     """taskInfos that is neither an object nor a list of objects is a ProtocolError."""
     with pytest.raises(ProtocolError):
-        parse_task_detail(shape_b(1, files=files), task_id="t1")
+        await detail_via_client(shape_b(1, files=files))
 
 
-def test_numeric_ids_become_strings() -> None:
+async def test_numeric_ids_become_strings() -> None:
     """Ids sent as JSON numbers (some editions) become strings."""
     body = shape_b(1, task_id="123", files=[{"fileId": 77, "status": "1", "newFileId": 78}])
     body["jobInfo"]["taskId"] = 123
     body["jobInfo"]["userId"] = 9
-    info = parse_task_detail(body, task_id="123")
+    info = await detail_via_client(body, task_id="123")
     assert info.task_id == "123"
     assert info.user_id == "9"
     assert info.files[0].file_id == "77"
@@ -205,11 +219,11 @@ def test_numeric_ids_become_strings() -> None:
 
 
 @pytest.mark.parametrize("field", ["createTime", "startTime", "endTime"])
-def test_timestamp_is_naive_datetime(field: str) -> None:
+async def test_timestamp_is_naive_datetime(field: str) -> None:
     """A 14-digit yyyyMMddHHmmss timestamp becomes a naive datetime (no zone is documented)."""
     body = shape_a(2)
     body["taskInfo"][field] = "20240909033325"
-    info = parse_task_detail(body, task_id="t1")
+    info = await detail_via_client(body)
     attr = {"createTime": "created_at", "startTime": "started_at", "endTime": "ended_at"}[field]
     value = getattr(info, attr)
     assert value == datetime(2024, 9, 9, 3, 33, 25)
@@ -218,14 +232,14 @@ def test_timestamp_is_naive_datetime(field: str) -> None:
 
 @pytest.mark.parametrize("field", ["createTime", "startTime", "endTime"])
 @pytest.mark.parametrize("value", ["", None, "absent"])
-def test_timestamp_empty_or_absent_is_none(field: str, value: object) -> None:
+async def test_timestamp_empty_or_absent_is_none(field: str, value: object) -> None:
     """An empty, null or absent timestamp is None."""
     body = shape_a(2)
     if value == "absent":
         del body["taskInfo"][field]
     else:
         body["taskInfo"][field] = value
-    info = parse_task_detail(body, task_id="t1")
+    info = await detail_via_client(body)
     attr = {"createTime": "created_at", "startTime": "started_at", "endTime": "ended_at"}[field]
     assert getattr(info, attr) is None
 
@@ -245,32 +259,32 @@ def test_timestamp_empty_or_absent_is_none(field: str, value: object) -> None:
         True,
     ],
 )
-def test_malformed_timestamp_is_protocol_error(value: object) -> None:
+async def test_malformed_timestamp_is_protocol_error(value: object) -> None:
     """A timestamp that is not 14 valid digits is a ProtocolError."""
     body = shape_a(2)
     body["taskInfo"]["createTime"] = value
     with pytest.raises(ProtocolError):
-        parse_task_detail(body, task_id="t1")
+        await detail_via_client(body)
 
 
-def test_boolean_false_timestamp_is_protocol_error() -> None:
+async def test_boolean_false_timestamp_is_protocol_error() -> None:
     """A boolean false timestamp is a type error, not an absent timestamp."""
     body = shape_a(2)
     body["taskInfo"]["endTime"] = False
     with pytest.raises(ProtocolError):
-        parse_task_detail(body, task_id="t1")
+        await detail_via_client(body)
 
 
 # --- leniency and strictness ------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_unknown_extra_fields_ignored(shape: Any) -> None:
+async def test_unknown_extra_fields_ignored(shape: Any) -> None:
     """Unknown fields at every level are ignored, not rejected."""
     body = shape(1, 40, newField={"x": [1, 2]}, anotherOne=None)
     body["unknownTop"] = [1, {"a": 2}]
     body.setdefault("taskInfos", [{"fileId": "f", "status": "1", "extra": True}])
-    info = parse_task_detail(body, task_id="t1")
+    info = await detail_via_client(body)
     assert info.progress == 40
 
 
@@ -306,12 +320,12 @@ def test_unknown_extra_fields_ignored(shape: Any) -> None:
         ("userId", {"u": 1}),
     ],
 )
-def test_wrong_types_rejected(field: str, value: object) -> None:
+async def test_wrong_types_rejected(field: str, value: object) -> None:
     """A value of the wrong type in a task field is a ProtocolError."""
     body = shape_a(1, 10)
     body["taskInfo"][field] = value
     with pytest.raises(ProtocolError):
-        parse_task_detail(body, task_id="t1")
+        await detail_via_client(body)
 
 
 @pytest.mark.parametrize(
@@ -326,55 +340,55 @@ def test_wrong_types_rejected(field: str, value: object) -> None:
         ("taskResultCode", -1),
     ],
 )
-def test_unknown_enum_values_rejected(field: str, value: object) -> None:
+async def test_unknown_enum_values_rejected(field: str, value: object) -> None:
     """An enumerated field with a value outside its documented set is a ProtocolError."""
     body = shape_b(1)
     body["jobInfo"][field] = value
     with pytest.raises(ProtocolError, match="does not match the API"):
-        parse_task_detail(body, task_id="t1")
+        await detail_via_client(body)
 
 
-def test_missing_task_status_rejected() -> None:
+async def test_missing_task_status_rejected() -> None:
     """A task without taskStatus (and without batch `status`) is a ProtocolError."""
     body = shape_a(1)
     del body["taskInfo"]["taskStatus"]
     with pytest.raises(ProtocolError):
-        parse_task_detail(body, task_id="t1")
+        await detail_via_client(body)
 
 
 @pytest.mark.parametrize(
     ("wire", "expected"), [(-5, 0), (0, 0), (70, 70), ("70", 70), (150, 100), (None, 0), ("", 0)]
 )
-def test_progress_values(wire: object, expected: int) -> None:
+async def test_progress_values(wire: object, expected: int) -> None:
     """progress is an integer percent (string digits accepted), clamped to 0-100; empty means 0."""
     body = shape_a(1)
     body["taskInfo"]["progress"] = wire
-    assert parse_task_detail(body, task_id="t1").progress == expected
+    assert (await detail_via_client(body)).progress == expected
 
 
-def test_progress_absent_is_zero() -> None:
+async def test_progress_absent_is_zero() -> None:
     """An absent progress reads as 0."""
     body = shape_a(0)
     del body["taskInfo"]["progress"]
-    assert parse_task_detail(body, task_id="t1").progress == 0
+    assert (await detail_via_client(body)).progress == 0
 
 
 # --- identity and envelope --------------------------------------------------------------
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_missing_task_id_filled_from_asked_id(shape: Any) -> None:
+async def test_missing_task_id_filled_from_asked_id(shape: Any) -> None:
     """A body without taskId describes the task that was asked for."""
     body = shape(1)
     del envelope(body)["taskId"]
-    assert parse_task_detail(body, task_id="asked-42").task_id == "asked-42"
+    assert (await detail_via_client(body, task_id="asked-42")).task_id == "asked-42"
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_other_task_id_rejected(shape: Any) -> None:
+async def test_other_task_id_rejected(shape: Any) -> None:
     """A body describing another task is a ProtocolError naming the asked id, not echoing the other."""
     with pytest.raises(ProtocolError, match=r"'t1'.*another task") as caught:
-        parse_task_detail(shape(1, task_id="t2"), task_id="t1")
+        await detail_via_client(shape(1, task_id="t2"))
     assert "t2" not in str(caught.value)
 
 
@@ -391,17 +405,17 @@ def test_other_task_id_rejected(shape: Any) -> None:
         {},
     ],
 )
-def test_neither_task_info_nor_job_info(body: dict[str, Any]) -> None:
+async def test_neither_task_info_nor_job_info(body: dict[str, Any]) -> None:
     """A body without a taskInfo/jobInfo object is a ProtocolError."""
     with pytest.raises(ProtocolError):
-        parse_task_detail(body, task_id="t1")
+        await detail_via_client(body)
 
 
 @pytest.mark.parametrize("payload", [None, [], [shape_a(1)], "text", 3, 1.5, True])
-def test_non_object_payload(payload: object) -> None:
+async def test_non_object_payload(payload: object) -> None:
     """A payload that is not a JSON object is a ProtocolError."""
     with pytest.raises(ProtocolError):
-        parse_task_detail(payload, task_id="t1")
+        await detail_via_client(payload)
 
 
 def batch_body(**job: Any) -> dict[str, Any]:
@@ -437,25 +451,25 @@ def batch_body(**job: Any) -> dict[str, Any]:
     ("wire", "expected"),
     [(0, TaskStatus.PENDING), (2, TaskStatus.COMPLETED), (3, TaskStatus.CANCELED)],
 )
-def test_batch_job_family_uses_status(wire: int, expected: TaskStatus) -> None:
+async def test_batch_job_family_uses_status(wire: int, expected: TaskStatus) -> None:
     """The batch-job family (data.jobInfo with `status`) parses, with data.taskInfos as files."""
-    info = parse_task_detail(batch_body(status=wire), task_id="t1")
+    info = await detail_via_client(batch_body(status=wire))
     assert info.status is expected
     assert info.progress == 30
     assert info.files == (FileResult("f1", FileStatus.SUCCEEDED),)
 
 
-def test_task_status_wins_over_status() -> None:
+async def test_task_status_wins_over_status() -> None:
     """When both taskStatus and status are present, taskStatus is used."""
     body = shape_a(1)
     body["taskInfo"]["status"] = 3
-    assert parse_task_detail(body, task_id="t1").status is TaskStatus.PROCESSING
+    assert (await detail_via_client(body)).status is TaskStatus.PROCESSING
 
 
 @pytest.mark.parametrize("task_type", [3, 5, 6, 7])
-def test_batch_job_task_types_accepted(task_type: int) -> None:
+async def test_batch_job_task_types_accepted(task_type: int) -> None:
     """A batch job of any documented type (1-7) parses."""
-    info = parse_task_detail(batch_body(taskType=task_type), task_id="t1")
+    info = await detail_via_client(batch_body(taskType=task_type))
     assert info.status is TaskStatus.PROCESSING
 
 
@@ -463,9 +477,9 @@ def test_batch_job_task_types_accepted(task_type: int) -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-def test_repr_hides_download_url_query(shape: Any) -> None:
+async def test_repr_hides_download_url_query(shape: Any) -> None:
     """repr(TaskInfo) shows the download URL's host and path but never its query."""
-    info = parse_task_detail(shape(2, 100, result=1, url=PACKAGE_URL), task_id="t1")
+    info = await detail_via_client(shape(2, 100, result=1, url=PACKAGE_URL))
     assert info.download_url == PACKAGE_URL
     for text in (repr(info), str(info)):
         assert "SIGNED-QUERY-SECRET" not in text
@@ -473,17 +487,19 @@ def test_repr_hides_download_url_query(shape: Any) -> None:
         assert "obs.example.com/pkg/a.zip" in text
 
 
-def test_repr_hides_user_info_and_fragment() -> None:
+async def test_repr_hides_user_info_and_fragment() -> None:
     """repr(TaskInfo) also drops user info and fragment of the download URL."""
     url = "https://user:pa55word@obs.example.com:8443/a.zip?sig=S3CRET#frag-S3CRET"
-    info = parse_task_detail(shape_a(2, 100, result=1, url=url), task_id="t1")
+    info = await detail_via_client(shape_a(2, 100, result=1, url=url))
     text = repr(info)
     assert "pa55word" not in text
     assert "S3CRET" not in text
     assert "obs.example.com:8443/a.zip" in text
 
 
-# --- small helpers ------------------------------------------------------------------------
+# --- success codes and created ids -------------------------------------------------------
+
+ABSENT = object()
 
 
 @pytest.mark.parametrize(
@@ -492,15 +508,30 @@ def test_repr_hides_user_info_and_fragment() -> None:
         (0, True),
         ("0", True),
         (None, True),
+        (ABSENT, True),
         (False, False),
         (1, False),
         ("13000102", False),
         ("", False),
     ],
 )
-def test_is_success_code(code: object, ok: bool) -> None:
-    """Only 0, "0" or an absent code mean success; a boolean is not 0."""
-    assert is_success_code(code) is ok
+async def test_success_code(code: object, ok: bool) -> None:
+    """Only 0, "0" or an absent (or null) code mean success; a boolean is not 0."""
+    body = shape_a(1)
+    if code is ABSENT:
+        del body["code"]
+    else:
+        body["code"] = code
+    if ok:
+        assert (await detail_via_client(body)).status is TaskStatus.PROCESSING
+    else:
+        with pytest.raises(APIError) as caught:
+            await detail_via_client(body)
+        assert caught.value.http_status == 200
+
+
+async def create_package(kd: KooDriveClient) -> str:
+    return await kd.create_share_task("s1", ["f1"], container_id="c1", zip_name="a.zip")
 
 
 @pytest.mark.parametrize(
@@ -513,9 +544,12 @@ def test_is_success_code(code: object, ok: bool) -> None:
         ({"code": "0", "data": "j2"}, "j2"),
     ],
 )
-def test_parse_created_task_id(payload: object, expected: str) -> None:
+async def test_created_task_id(
+    mock: MockKooDrive, kd: KooDriveClient, payload: object, expected: str
+) -> None:
     """The created task id is read from taskId, data.taskId, data.jobId or data."""
-    assert parse_created_task_id(payload) == expected
+    mock.post(CREATE, body=json.dumps(payload), content_type="application/json")
+    assert await create_package(kd) == expected
 
 
 @pytest.mark.parametrize(
@@ -533,31 +567,140 @@ def test_parse_created_task_id(payload: object, expected: str) -> None:
         "t1",
     ],
 )
-def test_parse_created_task_id_rejects(payload: object) -> None:
+async def test_created_task_id_missing(
+    mock: MockKooDrive, kd: KooDriveClient, payload: object
+) -> None:
     """A create answer without a usable task id is a ProtocolError."""
+    mock.post(CREATE, body=json.dumps(payload), content_type="application/json")
     with pytest.raises(ProtocolError):
-        parse_created_task_id(payload)
+        await create_package(kd)
 
 
-def test_request_bodies() -> None:
+# --- request bodies -----------------------------------------------------------------------
+
+# Describes whichever task was asked for (no taskId: the asked id is filled in).
+ANY_TASK = {"code": 0, "jobInfo": {"taskStatus": 1}}
+
+
+async def test_request_bodies(mock: MockKooDrive, kd: KooDriveClient) -> None:
     """The request bodies carry the documented keys, kdstoken only when given."""
-    assert task_detail_body("s", "t", None) == {"taskId": "t", "shareId": "s"}
-    assert task_detail_body("s", "t", "k") == {"taskId": "t", "shareId": "s", "kdstoken": "k"}
-    assert share_task_body(
-        task_type=TaskType.DUMP,
-        share_id="s",
-        container_id="c",
-        file_ids=("a",),
-        zip_name=None,
-        target=("c2", "root"),
-        kdstoken=None,
-    ) == {
-        "taskType": 2,
-        "containerId": "c",
-        "fileIds": ["a"],
-        "shareId": "s",
-        "targetFileId": {"containerId": "c2", "fileId": "root"},
+    mock.detail(payload=ANY_TASK, repeat=True)
+    mock.post(CREATE, payload={"code": 0, "taskId": "n1"})
+    await kd.get_share_task("s", "t")
+    await kd.get_share_task("s", "t", kdstoken="k")
+    await kd.create_share_task(
+        "s", ["a"], container_id="c", task_type=TaskType.DUMP, target=TargetFolder("c2", "root")
+    )
+    assert mock.bodies_to(DETAIL) == [
+        {"taskId": "t", "shareId": "s"},
+        {"taskId": "t", "shareId": "s", "kdstoken": "k"},
+    ]
+    assert mock.bodies_to(CREATE) == [
+        {
+            "taskType": 2,
+            "containerId": "c",
+            "fileIds": ["a"],
+            "shareId": "s",
+            "targetFileId": {"containerId": "c2", "fileId": "root"},
+        }
+    ]
+
+
+def compact(value: object) -> bytes:
+    """``value`` as compact UTF-8 JSON, non-ASCII characters kept: the documented encoding."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+async def invalid_argument_message(call: Any) -> str:
+    try:
+        await call()
+    except InvalidArgumentError as error:
+        return str(error)
+    raise AssertionError("no InvalidArgumentError")
+
+
+def text_with_surrogates(min_size: int) -> st.SearchStrategy[str]:
+    """Any text, now and then with a lone surrogate in it (st.text() never makes one)."""
+    char = st.integers(0, 15).flatmap(
+        lambda n: st.sampled_from(["\ud800", "\udc00", "\udfff"]) if n == 0 else st.characters()
+    )
+    return st.lists(char, min_size=min_size, max_size=8).map("".join)
+
+
+@settings(ONE_CLIENT_PER_TEST, max_examples=200)
+@given(
+    text_with_surrogates(min_size=1),
+    text_with_surrogates(min_size=1),
+    st.none() | text_with_surrogates(min_size=0),
+)
+async def test_request_bodies_are_what_json_dumps_gives(
+    mock: MockKooDrive, kd: KooDriveClient, share_id: str, task_id: str, kdstoken: str | None
+) -> None:
+    """Bodies are compact UTF-8 JSON; a lone surrogate is an error quoting nothing, sending nothing."""
+
+    async def poll(s: str = "s1", t: str = "t1", k: str | None = None) -> TaskInfo:
+        return await kd.get_share_task(s, t, kdstoken=k)
+
+    async def create(s: str = "s1", f: str = "f1", k: str | None = None) -> str:
+        return await kd.create_share_task(s, [f], container_id="c1", zip_name="p.zip", kdstoken=k)
+
+    # What a lone surrogate in each field is told: the same whatever the text around it.
+    bad = "x\ud800"
+    poll_messages = {
+        await invalid_argument_message(lambda: poll(s=bad)),
+        await invalid_argument_message(lambda: poll(t=bad)),
+        await invalid_argument_message(lambda: poll(k=bad)),
     }
+    create_messages = {
+        await invalid_argument_message(lambda: create(s=bad)),
+        await invalid_argument_message(lambda: create(f=bad)),
+        await invalid_argument_message(lambda: create(k=bad)),
+    }
+    assert all("lone surrogate" in m for m in poll_messages | create_messages)
+    sent = len(mock.requests_to(DETAIL)), len(mock.requests_to(CREATE))
+
+    blank = not share_id.strip() or not task_id.strip()
+    lone_surrogate = not all(is_utf8(text) for text in (share_id, task_id, kdstoken or ""))
+    if blank:
+        with pytest.raises(InvalidArgumentError):
+            await poll(share_id, task_id, kdstoken)
+        with pytest.raises(InvalidArgumentError):
+            await create(share_id, task_id, kdstoken)
+    elif lone_surrogate:
+        assert await invalid_argument_message(lambda: poll(share_id, task_id, kdstoken)) in (
+            poll_messages
+        )
+        assert await invalid_argument_message(lambda: create(share_id, task_id, kdstoken)) in (
+            create_messages
+        )
+    else:
+        mock.detail(payload=ANY_TASK)
+        mock.post(CREATE, payload={"code": 0, "taskId": "n1"})
+        await poll(share_id, task_id, kdstoken)
+        await create(share_id, task_id, kdstoken)
+        token = {"kdstoken": kdstoken} if kdstoken else {}  # an empty kdstoken is none
+        poll_body = mock.requests_to(DETAIL)[-1].kwargs["data"]
+        assert poll_body == compact({"taskId": task_id, "shareId": share_id, **token})
+        create_body = mock.requests_to(CREATE)[-1].kwargs["data"]
+        assert create_body == compact(json.loads(create_body))
+        assert json.loads(create_body) == {
+            "taskType": 1,
+            "containerId": "c1",
+            "fileIds": [task_id],
+            "zipName": "p.zip",
+            "shareId": share_id,
+            **token,
+        }
+        sent = sent[0] + 1, sent[1] + 1
+    assert (len(mock.requests_to(DETAIL)), len(mock.requests_to(CREATE))) == sent
 
 
 # --- property tests -----------------------------------------------------------------------
@@ -586,52 +729,95 @@ KEYS = [
 ]
 
 
-def parses_or_protocol_error(payload: object, task_id: str = "t1") -> None:
+async def outcome_of(
+    mock: MockKooDrive, kd: KooDriveClient, payload: object
+) -> TaskInfo | KooDriveError:
+    """What get_share_task makes of ``payload``: a TaskInfo or our error (others propagate)."""
     try:
-        info = parse_task_detail(payload, task_id=task_id)
-    except ProtocolError:
+        return await read_detail(mock, kd, payload)
+    except KooDriveError as error:
+        return error
+
+
+def assert_parsed_or_protocol_error(outcome: object) -> None:
+    if isinstance(outcome, ProtocolError):
         return
-    assert isinstance(info, TaskInfo)
-    assert info.task_id == task_id
-    assert 0 <= info.progress <= 100
+    assert isinstance(outcome, TaskInfo), repr(outcome)
+    assert outcome.task_id == "t1"
+    assert 0 <= outcome.progress <= 100
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(json_values)
-def test_property_arbitrary_json(payload: object) -> None:
-    """Any JSON value gives a TaskInfo or a ProtocolError, never another exception."""
-    parses_or_protocol_error(payload)
+def code_reads_as(payload: object) -> str:
+    """A body's code: "success" (absent, null, 0, "0"), "error" (any other int or string), "odd"."""
+    code = payload.get("code") if isinstance(payload, dict) else None
+    if code is None:
+        return "success"
+    if type(code) in (int, str):
+        return "success" if code in (0, "0") else "error"
+    return "odd"  # a float, a boolean, a list, an object: either reading is acceptable here
 
 
-@settings(max_examples=300)
-@given(
-    st.dictionaries(st.sampled_from(KEYS), json_values, max_size=6),
-    st.sampled_from(["taskInfo", "jobInfo", "data"]),
+CODES = st.sampled_from([0, "0", None, 1, "1", "13000102", "", False, 0.0]) | json_values
+# Objects with the envelope's own keys too, so that codes and envelopes come up.
+json_answers = json_values | st.fixed_dictionaries(
+    {},
+    optional={
+        "code": CODES,
+        "msg": json_values,
+        "taskInfo": json_values,
+        "jobInfo": json_values,
+        "data": json_values,
+        "taskInfos": json_values,
+    },
 )
-def test_property_arbitrary_envelopes(fields: dict[str, Any], where: str) -> None:
+
+
+@settings(ONE_CLIENT_PER_TEST, max_examples=300)
+@given(payload=json_answers)
+async def test_property_arbitrary_json(
+    mock: MockKooDrive, kd: KooDriveClient, payload: object
+) -> None:
+    """Any JSON answer gives a TaskInfo or a ProtocolError, or the API error its code names."""
+    outcome = await outcome_of(mock, kd, payload)
+    reading = code_reads_as(payload)
+    if reading == "error" or (reading == "odd" and isinstance(outcome, APIError)):
+        assert isinstance(outcome, APIError), repr(outcome)
+        assert outcome.http_status == 200
+    else:
+        assert_parsed_or_protocol_error(outcome)
+
+
+@settings(ONE_CLIENT_PER_TEST, max_examples=300)
+@given(
+    fields=st.dictionaries(st.sampled_from(KEYS), json_values, max_size=6),
+    where=st.sampled_from(["taskInfo", "jobInfo", "data"]),
+)
+async def test_property_arbitrary_envelopes(
+    mock: MockKooDrive, kd: KooDriveClient, fields: dict[str, Any], where: str
+) -> None:
     """Known keys with arbitrary values, in any envelope, parse or give a ProtocolError."""
     body: dict[str, Any] = {"code": 0}
     if where == "data":
         body["data"] = {"jobInfo": fields}
     else:
         body[where] = fields
-    parses_or_protocol_error(body)
+    assert_parsed_or_protocol_error(await outcome_of(mock, kd, body))
 
 
-@settings(max_examples=500)
+@settings(ONE_CLIENT_PER_TEST, max_examples=500)
 @given(
-    st.sampled_from([shape_a, shape_b]),
-    st.sampled_from([*KEYS, "fileId", "fileStatus"]),
-    json_values,
+    shape=st.sampled_from([shape_a, shape_b]),
+    field=st.sampled_from([*KEYS, "fileId", "fileStatus"]),
+    value=json_values,
 )
-def test_property_arbitrary_value_in_each_field(shape: Any, field: str, value: object) -> None:
+async def test_property_arbitrary_value_in_each_field(
+    mock: MockKooDrive, kd: KooDriveClient, shape: Any, field: str, value: object
+) -> None:
     """An arbitrary value in any one field of a valid body parses or is a ProtocolError."""
     body = (
-        copy.deepcopy(
-            shape(2, 100, result=1, url=PACKAGE_URL, files=[{"fileId": "f", "status": "1"}])
-        )
+        shape(2, 100, result=1, url=PACKAGE_URL, files=[{"fileId": "f", "status": "1"}])
         if shape is shape_b
-        else copy.deepcopy(shape(2, 100, result=1, url=PACKAGE_URL))
+        else shape(2, 100, result=1, url=PACKAGE_URL)
     )
     if field == "fileId":
         body["taskInfos"] = [{"fileId": value, "status": "1"}]
@@ -641,291 +827,21 @@ def test_property_arbitrary_value_in_each_field(shape: Any, field: str, value: o
         body["taskInfos"] = value
     else:
         envelope(body)[field] = value
-    parses_or_protocol_error(body)
+    assert_parsed_or_protocol_error(await outcome_of(mock, kd, body))
 
 
+@ONE_CLIENT_PER_TEST
 @given(
-    st.integers(min_value=0, max_value=3),
-    st.integers(min_value=0, max_value=3),
-    st.integers(min_value=0, max_value=100),
+    status=st.integers(min_value=0, max_value=3),
+    result=st.integers(min_value=0, max_value=3),
+    progress=st.integers(min_value=0, max_value=100),
 )
-def test_property_valid_bodies_round_trip(status: int, result: int, progress: int) -> None:
+async def test_property_valid_bodies_round_trip(
+    mock: MockKooDrive, kd: KooDriveClient, status: int, result: int, progress: int
+) -> None:
     """Every valid status/result/progress combination parses to the same values in both shapes."""
     for shape in (shape_a, shape_b):
-        info = parse_task_detail(shape(status, progress, result=result), task_id="t1")
+        info = await read_detail(mock, kd, shape(status, progress, result=result))
         assert info.status == status
         assert info.progress == progress
         assert info.result_code == (None if result == 0 else result)
-
-
-# --- the fast path and the converter agree ------------------------------------------------
-# parse_task_detail builds the common answer without cattrs (_wire._fast_task_info) and
-# leaves everything else to the converter. These tests hold the two to the same result.
-
-ODD_VALUES = st.sampled_from(
-    [
-        None,
-        "",
-        0,
-        "0",
-        1,
-        "1",
-        2,
-        "2",
-        3,
-        "3",
-        4,
-        "-1",
-        -1,
-        50,
-        100,
-        101,
-        True,
-        False,
-        1.0,
-        0.0,
-        " 1",
-        "\uff11",  # a full-width digit: str.isdigit() says yes, the API says no
-        "x",
-        [],
-        {},
-        "20261129101500",
-        "20261301101500",
-        "2026112910150",
-        "\uff120261129101500",
-        20261129101500,
-        "https://obs.example.com/a.zip?X-Sig=1",
-    ]
-)
-FIELD_VALUES = ODD_VALUES | json_values
-FILE_ITEMS = st.dictionaries(
-    st.sampled_from(["fileId", "status", "newFileId", "srcContainerId"]), FIELD_VALUES, max_size=4
-)
-TASK_INFOS = st.none() | st.lists(FILE_ITEMS, max_size=3) | FILE_ITEMS | FIELD_VALUES
-TASK_FIELDS = [k for k in KEYS if k not in ("status", "taskInfos")]
-
-
-def structured(fields: dict[str, Any]) -> TaskInfo | Exception:
-    """What the converter alone makes of ``fields``."""
-    try:
-        return _wire.converter.structure(dict(fields), TaskInfo)
-    except Exception as error:  # any failure is compared as "failed"
-        return error
-
-
-def assert_identical(fast: object, full: object) -> None:
-    """Equal, field by field, with the same types and the very same enum members."""
-    assert type(fast) is type(full)
-    assert attrs.has(type(fast))
-    for field in attrs.fields(type(fast)):
-        mine, theirs = getattr(fast, field.name), getattr(full, field.name)
-        if isinstance(mine, tuple):
-            assert type(theirs) is tuple, field.name
-            for a, b in zip(mine, theirs, strict=True):
-                assert_identical(a, b)
-        else:
-            assert type(mine) is type(theirs), field.name
-            assert mine == theirs, field.name
-            if isinstance(mine, enum.Enum):
-                assert mine is theirs, field.name
-
-
-def parse_both(payload: object, task_id: str = "t1") -> tuple[object, object]:
-    """parse_task_detail as it is, and with the fast path switched off (result or error)."""
-    results: list[object] = []
-    for fast in (True, False):
-        with contextlib.ExitStack() as stack:
-            if not fast:
-                stack.enter_context(mock.patch.object(_wire, "_fast_task_info", return_value=None))
-            try:
-                results.append(parse_task_detail(copy.deepcopy(payload), task_id=task_id))
-            except ProtocolError as error:
-                results.append(error)
-    return results[0], results[1]
-
-
-def assert_same_outcome(payload: object, task_id: str = "t1") -> None:
-    fast, full = parse_both(payload, task_id)
-    if isinstance(full, ProtocolError):
-        assert type(fast) is type(full)
-        assert str(fast) == str(full)
-    else:
-        assert_identical(fast, full)
-
-
-@settings(max_examples=300)
-@given(
-    st.fixed_dictionaries(
-        {"taskId": st.text(max_size=5) | st.integers() | ODD_VALUES},
-        optional={
-            **{key: FIELD_VALUES for key in TASK_FIELDS if key != "taskId"},
-            "taskInfos": TASK_INFOS,
-        },
-    )
-)
-def test_fast_path_builds_what_the_converter_builds(fields: dict[str, Any]) -> None:
-    """Whenever the fast path accepts fields, the converter returns the identical TaskInfo."""
-    fast = _wire._fast_task_info(fields)
-    if fast is not None:
-        assert_identical(fast, structured(fields))
-
-
-@settings(max_examples=300)
-@given(
-    st.sampled_from([shape_a, shape_b]),
-    st.sampled_from([*TASK_FIELDS, "fileId", "fileStatus", "newFileId", "srcContainerId"]),
-    FIELD_VALUES,
-)
-def test_parse_outcome_same_with_and_without_fast_path(
-    shape: Any, field: str, value: object
-) -> None:
-    """One odd value anywhere: the same TaskInfo, or the same ProtocolError message."""
-    body = (
-        shape(1, 40, files=[{"fileId": "f", "status": "1"}]) if shape is shape_b else shape(1, 40)
-    )
-    if field in ("fileId", "fileStatus", "newFileId", "srcContainerId"):
-        item = {"fileId": "f", "status": "1"}
-        item["status" if field == "fileStatus" else field] = value
-        body["taskInfos"] = [item]
-    else:
-        envelope(body)[field] = value
-    assert_same_outcome(body)
-
-
-COMMON_ANSWERS = [
-    pytest.param(
-        shape(status, progress, result=result, url=url), id=f"{shape.__name__}-{status}-{result}"
-    )
-    for shape in (shape_a, shape_b)
-    for status, progress, result, url in [
-        (0, 0, 0, ""),
-        (1, 50, 0, ""),
-        (2, 100, 1, PACKAGE_URL),
-        (2, 100, 2, PACKAGE_URL),
-        (2, 100, 3, ""),
-        (3, 10, 0, ""),
-    ]
-] + [
-    pytest.param(
-        shape_b(
-            2,
-            100,
-            result=2,
-            files=[
-                {"fileId": "f1", "status": "1", "newFileId": "n1", "srcContainerId": "c1"},
-                {"fileId": "f2", "status": "2", "newFileId": "", "srcContainerId": "c1"},
-                {"fileId": "f3", "status": 0},
-            ],
-        ),
-        id="shape_b-files",
-    ),
-    pytest.param(shape_b(1, 5, files=[]), id="shape_b-no-files"),
-    pytest.param(
-        shape_a(1, 5, taskType="2", taskResultCode="0", taskStatus="1"), id="string-enums"
-    ),
-    pytest.param({"taskInfo": {"taskStatus": 1}}, id="minimal-fills-task-id"),
-    pytest.param({"jobInfo": {"taskId": "t1", "taskStatus": 0, "extra": [1, {}]}}, id="extra-keys"),
-]
-
-
-@pytest.mark.parametrize("body", COMMON_ANSWERS)
-def test_common_answers_take_the_fast_path(body: dict[str, Any]) -> None:
-    """Well-formed answers of both shapes never reach the converter, and match what it builds."""
-    with mock.patch.object(_wire, "_structure_task_info", side_effect=AssertionError("slow path")):
-        parse_task_detail(copy.deepcopy(body), task_id="t1")
-    assert_same_outcome(body)
-
-
-@pytest.mark.parametrize(
-    ("field", "value"),
-    [
-        ("taskId", 123),  # numeric ids: the converter turns them into strings
-        ("taskStatus", "x"),
-        ("taskStatus", True),
-        ("taskStatus", 1.0),
-        ("taskStatus", None),
-        ("taskStatus", 9),
-        ("progress", 150),  # clamped by the converter
-        ("progress", -5),
-        ("progress", None),
-        ("progress", "70"),
-        ("progress", False),
-        ("taskType", ""),
-        ("taskType", 7),
-        ("taskResultCode", True),
-        ("resultCode", ""),
-        ("resultCode", "12"),
-        ("resultCode", True),
-        ("createTime", 0),
-        ("createTime", 20261129101500),
-        ("createTime", "2026-11-29"),
-        ("createTime", "20261399101500"),
-        ("downloadUrl", 5),
-        ("userId", 42),
-        ("userId", ["u"]),
-    ],
-)
-def test_unusual_values_take_the_full_path(field: str, value: object) -> None:
-    """Anything but the common types goes to the converter: its value or its error."""
-    body = shape_b(1, 40)
-    envelope(body)[field] = value
-    fields = dict(envelope(body))
-    assert _wire._fast_task_info(fields) is None
-    assert_same_outcome(body)
-
-
-@pytest.mark.parametrize(
-    "files",
-    [
-        {"fileId": "f", "status": "1"},  # one object instead of a list
-        [{"fileId": 7, "status": "1"}],
-        [{"fileId": "f", "status": True}],
-        [{"fileId": "f"}],
-        [{"status": "1"}],
-        [{"fileId": "f", "status": "1", "newFileId": 9}],
-        [["f", "1"]],
-        "f",
-    ],
-)
-def test_unusual_files_take_the_full_path(files: object) -> None:
-    body = shape_b(1, 40, files=files)
-    fields = {**envelope(body), "taskInfos": files}
-    assert _wire._fast_task_info(fields) is None
-    assert_same_outcome(body)
-
-
-def _message_of(call: Any) -> str:
-    try:
-        call()
-    except InvalidArgumentError as error:
-        return str(error)
-    raise AssertionError("no InvalidArgumentError")
-
-
-# Text with lone surrogates among other characters: st.text() never makes them.
-ANY_TEXT = st.lists(
-    st.characters() | st.sampled_from(["\ud800", "\udc00", "\udfff"]), max_size=8
-).map("".join)
-
-
-@given(ANY_TEXT, ANY_TEXT, st.none() | ANY_TEXT)
-def test_task_detail_json_is_what_json_dumps_gives(
-    share_id: str, task_id: str, kdstoken: str | None
-) -> None:
-    """The hand-built poll body is byte for byte the general encoding of the same dict."""
-    body = task_detail_body(share_id, task_id, kdstoken)
-    try:
-        expected: bytes | type[Exception] = json.dumps(
-            body, separators=(",", ":"), ensure_ascii=False
-        ).encode()
-    except UnicodeEncodeError:  # a lone surrogate cannot be UTF-8
-        expected = UnicodeEncodeError
-    if expected is UnicodeEncodeError:  # a typed error, which does not quote the value
-        with pytest.raises(InvalidArgumentError, match="lone surrogate") as caught:
-            task_detail_json(share_id, task_id, kdstoken)
-        assert str(caught.value) == _message_of(lambda: encode_body({"x": "\ud800"}))  # no value
-        with pytest.raises(InvalidArgumentError, match="lone surrogate"):
-            encode_body(body)
-    else:
-        assert task_detail_json(share_id, task_id, kdstoken) == expected
-        assert encode_body(body) == expected
