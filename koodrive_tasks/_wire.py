@@ -207,8 +207,8 @@ converter = _build_converter()
 # then ``TaskInfo(**res)``) was the client's largest own cost per poll. The common answer,
 # with values of exactly the types the API documents, is built here directly instead; any
 # other value makes the fast path give up (return ``None``) and the converter decides,
-# with its validation and its error messages. ``tests/test_wire.py`` checks that both
-# agree on every input the fast path accepts.
+# with its validation and its error messages. A property test (through
+# ``koodrive_tasks.testing.parse_task_detail``) checks that both agree on every input.
 
 _MISSING: Any = object()
 # The types an enum value may have on the fast path: True and 1.0 hash like 1, but differ.
@@ -333,12 +333,14 @@ def is_success_code(code: object) -> bool:
     return code is None or (not isinstance(code, bool) and code in (0, "0"))
 
 
-def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
+def parse_task_detail(payload: object, *, task_id: str, shortcut: bool = True) -> TaskInfo:
     """Parse a successful ``taskDetail`` body of either documented shape.
 
     Args:
         payload: The decoded JSON body.
         task_id: The id that was asked for; filled in when the body omits it.
+        shortcut: Build the usual answer directly (see ``_fast_task_info``); False
+            sends everything through the converter (property tests compare the two).
 
     Raises:
         ProtocolError: If the body has neither shape, a value has the wrong type,
@@ -347,6 +349,28 @@ def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
     # `type(...) is dict` first: a decoded answer is one, and the ABC check costs more.
     if type(payload) is not dict and not isinstance(payload, Mapping):
         raise exc.ProtocolError(f"expected a JSON object, got {type(payload).__name__}")
+    info = _shortcut(payload, task_id) if shortcut else None
+    if info is None:
+        info = _converted(payload, task_id)
+    if info.task_id != task_id:
+        # The other id is not quoted: this layer cannot tell an echoed secret from an id.
+        raise exc.ProtocolError(f"asked for task {task_id!r}, the answer describes another task")
+    return info
+
+
+def _shortcut(payload: Mapping[str, Any], task_id: str) -> TaskInfo | None:
+    """The usual answer (either shape) built without the converter, or ``None``."""
+    envelope = payload.get("taskInfo")
+    if envelope is None:
+        envelope = payload.get("jobInfo")
+    if type(envelope) is not dict or "taskStatus" not in envelope:
+        return None
+    raw_files = payload["taskInfos"] if "taskInfos" in payload else envelope.get("taskInfos")
+    return _fast_task_info(envelope, raw_files, task_id)  # uncopied
+
+
+def _converted(payload: Mapping[str, Any], task_id: str) -> TaskInfo:
+    """Any answer through the full converter: its value, or the ProtocolError saying why not."""
     envelope = payload.get("taskInfo")
     if envelope is None:
         envelope = payload.get("jobInfo")
@@ -362,23 +386,19 @@ def parse_task_detail(payload: object, *, task_id: str) -> TaskInfo:
         raise exc.ProtocolError(
             "task detail has neither 'taskInfo' (older shape) nor 'jobInfo' (current shape)"
         )
-    info = None
-    if type(envelope) is dict and "taskStatus" in envelope:  # the common answer, uncopied
-        raw_files = payload["taskInfos"] if "taskInfos" in payload else envelope.get("taskInfos")
-        info = _fast_task_info(envelope, raw_files, task_id)
-    if info is None:
-        fields: dict[str, Any] = dict(envelope)
-        if fields.get("taskId") in (None, ""):
-            fields["taskId"] = task_id
-        if "taskStatus" not in fields and "status" in fields:  # batch jobs say `status`
-            fields["taskStatus"] = fields["status"]
-        if "taskInfos" in payload:
-            fields["taskInfos"] = payload["taskInfos"]
-        info = _structure_task_info(fields)
-    if info.task_id != task_id:
-        # The other id is not quoted: this layer cannot tell an echoed secret from an id.
-        raise exc.ProtocolError(f"asked for task {task_id!r}, the answer describes another task")
-    return info
+    fields: dict[str, Any] = dict(envelope)
+    if fields.get("taskId") in (None, ""):
+        fields["taskId"] = task_id
+    if "taskStatus" not in fields and "status" in fields:  # batch jobs say `status`
+        fields["taskStatus"] = fields["status"]
+    if "taskInfos" in payload:
+        fields["taskInfos"] = payload["taskInfos"]
+    return _structure_task_info(fields)
+
+
+def takes_shortcut(payload: object, *, task_id: str) -> bool:
+    """Whether :func:`parse_task_detail` builds this answer without the converter."""
+    return isinstance(payload, Mapping) and _shortcut(payload, task_id) is not None
 
 
 def _structure_task_info(fields: dict[str, Any]) -> TaskInfo:

@@ -10,6 +10,9 @@ zero real time::
 
 The pytest plugin (``koodrive_clock``, ``koodrive_emulator``, ``koodrive_client``)
 wires exactly this.
+
+:func:`parse_task_detail` reads a task-detail answer exactly as the client does, for
+tests of code that produces KooDrive JSON (a fake server, a webhook relay).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import itertools
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
+from . import _wire
+from ._models import TaskInfo
 from .exceptions import InvalidArgumentError
 
-__all__ = ["VirtualClock"]
+__all__ = ["VirtualClock", "parse_task_detail", "takes_shortcut"]
 
 # The loop must look idle this many rounds in a row before time jumps: a callback that
 # schedules another (a chain of call_soon) is still work in progress, not idleness.
@@ -164,3 +169,21 @@ class VirtualClock:
             _, _, future = heapq.heappop(self._sleepers)
             if not future.done():
                 future.set_result(None)
+
+
+def parse_task_detail(payload: object, *, task_id: str, shortcut: bool = True) -> TaskInfo:
+    """A successful task-detail answer (decoded JSON) as the client reads it.
+
+    The usual answer is built by a shortcut; ``shortcut=False`` sends every answer
+    through the full, validating converter instead. Both give the same result or the
+    same error on every input (the project's property tests check this).
+
+    Raises:
+        ProtocolError: The answer does not follow the API, or describes another task.
+    """
+    return _wire.parse_task_detail(payload, task_id=task_id, shortcut=shortcut)
+
+
+def takes_shortcut(payload: object, *, task_id: str) -> bool:
+    """Whether the client reads this answer through its shortcut for usual answers."""
+    return _wire.takes_shortcut(payload, task_id=task_id)

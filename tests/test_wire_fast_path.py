@@ -1,17 +1,15 @@
 """The parser's fast path builds exactly what the cattrs converter builds (pending a decision).
 
-These tests reach into the private wire module (``_wire._fast_task_info``,
-``_wire._structure_task_info``, ``_wire.converter``); they were moved here unchanged
-from ``test_wire.py`` while the fast path's future is decided.
+The client reads the usual answer through a shortcut and everything else through its
+validating converter; ``koodrive_tasks.testing`` reads an answer either way, and
+these properties pin that both agree on every input.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import enum
 from typing import Any
-from unittest import mock
 
 import attrs
 import pytest
@@ -19,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from kd_fakes import PACKAGE_URL, shape_a, shape_b
 
-from koodrive_tasks import ProtocolError, TaskInfo, _wire
-from koodrive_tasks._wire import parse_task_detail
+from koodrive_tasks import ProtocolError
+from koodrive_tasks.testing import parse_task_detail, takes_shortcut
 
 
 def envelope(body: dict[str, Any]) -> dict[str, Any]:
@@ -99,14 +97,6 @@ TASK_INFOS = st.none() | st.lists(FILE_ITEMS, max_size=3) | FILE_ITEMS | FIELD_V
 TASK_FIELDS = [k for k in KEYS if k not in ("status", "taskInfos")]
 
 
-def structured(fields: dict[str, Any]) -> TaskInfo | Exception:
-    """What the converter alone makes of ``fields``."""
-    try:
-        return _wire.converter.structure(dict(fields), TaskInfo)
-    except Exception as error:  # any failure is compared as "failed"
-        return error
-
-
 def assert_identical(fast: object, full: object) -> None:
     """Equal, field by field, with the same types and the very same enum members."""
     assert type(fast) is type(full)
@@ -125,16 +115,15 @@ def assert_identical(fast: object, full: object) -> None:
 
 
 def parse_both(payload: object, task_id: str = "t1") -> tuple[object, object]:
-    """parse_task_detail as it is, and with the fast path switched off (result or error)."""
+    """The answer read with and without the shortcut (result or error)."""
     results: list[object] = []
-    for fast in (True, False):
-        with contextlib.ExitStack() as stack:
-            if not fast:
-                stack.enter_context(mock.patch.object(_wire, "_fast_task_info", return_value=None))
-            try:
-                results.append(parse_task_detail(copy.deepcopy(payload), task_id=task_id))
-            except ProtocolError as error:
-                results.append(error)
+    for shortcut in (True, False):
+        try:
+            results.append(
+                parse_task_detail(copy.deepcopy(payload), task_id=task_id, shortcut=shortcut)
+            )
+        except ProtocolError as error:
+            results.append(error)
     return results[0], results[1]
 
 
@@ -158,10 +147,8 @@ def assert_same_outcome(payload: object, task_id: str = "t1") -> None:
     )
 )
 def test_fast_path_builds_what_the_converter_builds(fields: dict[str, Any]) -> None:
-    """Whenever the fast path accepts fields, the converter returns the identical TaskInfo."""
-    fast = _wire._fast_task_info(fields)
-    if fast is not None:
-        assert_identical(fast, structured(fields))
+    """Whatever the fields, the shortcut and the converter give the identical result or error."""
+    assert_same_outcome({"code": 0, "jobInfo": fields})
 
 
 @settings(max_examples=300)
@@ -224,9 +211,8 @@ COMMON_ANSWERS = [
 
 @pytest.mark.parametrize("body", COMMON_ANSWERS)
 def test_common_answers_take_the_fast_path(body: dict[str, Any]) -> None:
-    """Well-formed answers of both shapes never reach the converter, and match what it builds."""
-    with mock.patch.object(_wire, "_structure_task_info", side_effect=AssertionError("slow path")):
-        parse_task_detail(copy.deepcopy(body), task_id="t1")
+    """Well-formed answers of both shapes take the shortcut, and match what the converter builds."""
+    assert takes_shortcut(body, task_id="t1")
     assert_same_outcome(body)
 
 
@@ -263,8 +249,7 @@ def test_unusual_values_take_the_full_path(field: str, value: object) -> None:
     """Anything but the common types goes to the converter: its value or its error."""
     body = shape_b(1, 40)
     envelope(body)[field] = value
-    fields = dict(envelope(body))
-    assert _wire._fast_task_info(fields) is None
+    assert not takes_shortcut(body, task_id="t1")
     assert_same_outcome(body)
 
 
@@ -282,7 +267,7 @@ def test_unusual_values_take_the_full_path(field: str, value: object) -> None:
     ],
 )
 def test_unusual_files_take_the_full_path(files: object) -> None:
+    """Per-file results of any unusual form go to the converter too."""
     body = shape_b(1, 40, files=files)
-    fields = {**envelope(body), "taskInfos": files}
-    assert _wire._fast_task_info(fields) is None
+    assert not takes_shortcut(body, task_id="t1")
     assert_same_outcome(body)
