@@ -19,6 +19,7 @@ from yarl import URL
 
 from koodrive_tasks import AppSignature, InvalidArgumentError
 from koodrive_tasks.emulator import Emulator
+from koodrive_tasks.testing import VirtualClock
 
 APP_ID = "app-123"
 APP_SECRET = "s3cr3t-APP-KEY-0123456789"
@@ -301,9 +302,8 @@ DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
 
 @pytest.fixture
 async def emulator() -> AsyncIterator[Emulator]:
-    async with Emulator(
-        app_id=APP_ID, app_secret=APP_SECRET, user_id=USER_ID, wall_clock=lambda: NOW
-    ) as emu:
+    clock = VirtualClock(wall_start=NOW, autojump=False)  # the gateway's clock stands at NOW
+    async with Emulator(app_id=APP_ID, app_secret=APP_SECRET, user_id=USER_ID, clock=clock) as emu:
         yield emu
 
 
