@@ -1,0 +1,776 @@
+"""RedisCoordinator: one rate, one 429 pause and one poller per task for many processes.
+
+What lives in Redis (all keys of a namespace share one hash tag, all carry a TTL):
+
+- ``kdt:{ns}:gate`` (hash): the GCRA's theoretical arrival time, the pause's end and
+  the burst tolerance, in the server's microseconds; gone about a second after both
+  lie in the past.
+- ``kdt:{ns}:lease:<task>``: the id of the process that polls the task; it renews the
+  lease at each poll for "until my next poll + lease_ttl".
+- ``kdt:{ns}:latest:<task>``: the latest observation of the task (at most
+  :data:`MAX_PAYLOAD` bytes), kept while the lease lives plus ``lease_ttl``, and for
+  ``final_ttl`` once final.
+- the channel ``kdt:{ns}:events``: task updates and pauses, read by every process on
+  its one pub/sub connection.
+
+Everything else (in-flight places, deadlines, policies, waiters, retries, statistics)
+stays in each process. When Redis is unreachable or failing the coordinator warns once,
+decides locally (a local GCRA at the fallback rate, every claim granted, publications
+dropped), never raises into a wait, and probes Redis with backoff until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ClientClosedError, InvalidArgumentError
+from . import _scripts as scripts
+from ._connect import client_from_url, describe_client, describe_url
+from ._listener import FleetListener
+from ._local import LocalGate
+from ._models import Claim, FleetStats, FleetUpdate
+from ._names import (
+    DEFAULT_NAMESPACE,
+    FINAL,
+    PAUSE,
+    UPDATE,
+    Message,
+    Names,
+    check_namespace,
+    namespace_from_identity,
+    parse_message,
+    pause_header,
+    task_id,
+    update_header,
+)
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+
+logger = logging.getLogger("koodrive_tasks")
+
+MAX_PAYLOAD = 768
+"""Largest observation :meth:`RedisCoordinator.publish` stores, in bytes: with its two
+keys and Redis's own overhead a task then takes at most 1 KiB of the server's memory."""
+
+UpdateCallback = Callable[[FleetUpdate], None]
+PauseCallback = Callable[[float], None]
+
+_PROBE_FIRST = 0.5
+_PROBE_MAX = 30.0
+_KEEPALIVE = 5.0
+
+
+def _wall_us() -> int:
+    """The caller's wall clock, for servers that refuse ``TIME`` inside scripts."""
+    return time.time_ns() // 1000
+
+
+def _us(seconds: float) -> int:
+    return math.ceil(seconds * 1_000_000)
+
+
+def _check_seconds(name: str, value: float, *, allow_zero: bool = True) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "at least 0" if allow_zero else "above 0"
+        raise InvalidArgumentError(
+            f"{name} must be a finite number of seconds {bound}; got {value!r}"
+        )
+
+
+class RedisCoordinator:
+    """Shares one rate limit, one 429 pause and one poller per task across processes.
+
+    Args:
+        redis: A ``redis://``, ``rediss://`` or ``unix://`` URL (needs the ``redis``
+            extra; the coordinator then owns a client over a blocking pool of
+            ``max_connections``), or an asyncio client object of redis-py or valkey-py
+            that the caller keeps and closes (give it a ``socket_timeout``: a call
+            stuck on it holds up a wait until then).
+        namespace: Separates fleets on one server. Default: derived by
+            :meth:`use_identity` from an app id or user id (a hash, never a secret),
+            else ``"default"``. Every process of one fleet must use the same.
+        lease_ttl: Seconds a task's lease outlives its holder's announced next poll:
+            after a holder dies, another process takes the task over at most this
+            long after the poll it missed.
+        fallback_rate: Requests per second this process may send while Redis is
+            unreachable. ``None``: the fleet's rate divided by the number of processes
+            seen on the fleet channel when Redis last answered (1 if it never did).
+        final_ttl: Seconds a task's final observation stays readable for late joiners.
+        max_connections: Size of the connection pool built from a URL, the pub/sub
+            connection included; a caller waits for a free connection when all are busy.
+        socket_timeout: Seconds before a command on a URL-built client counts as failed.
+        on_pause: Called with the pause's length in seconds when another process
+            pauses the fleet (see :meth:`pause`).
+        clock: The time source of local decisions and of the probe's backoff
+            (default: the event loop's).
+
+    Raises:
+        InvalidArgumentError: If an argument is out of range, or a URL is given
+            without redis-py installed.
+    """
+
+    def __init__(
+        self,
+        redis: str | Any,
+        *,
+        namespace: str | None = None,
+        lease_ttl: float = 5.0,
+        fallback_rate: float | None = None,
+        final_ttl: float = 30.0,
+        max_connections: int = 16,
+        socket_timeout: float = 1.0,
+        on_pause: PauseCallback | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        _check_seconds("lease_ttl", lease_ttl, allow_zero=False)
+        _check_seconds("final_ttl", final_ttl, allow_zero=False)
+        _check_seconds("socket_timeout", socket_timeout, allow_zero=False)
+        if fallback_rate is not None:
+            _check_seconds("fallback_rate", fallback_rate, allow_zero=False)
+        if max_connections < 2:
+            raise InvalidArgumentError(
+                "max_connections must be at least 2: one is held by the fleet channel"
+            )
+        self._explicit_namespace = None if namespace is None else check_namespace(namespace)
+        self._identity_namespace: str | None = None
+        self._names: Names | None = None
+        if isinstance(redis, str):
+            self._client, self._pool = client_from_url(
+                redis, max_connections=max_connections, socket_timeout=socket_timeout
+            )
+            self._where = describe_url(redis)
+        else:
+            self._client, self._pool = redis, None
+            self._where = describe_client(redis)
+        self.lease_ttl = lease_ttl
+        self.fallback_rate = fallback_rate
+        self.final_ttl = final_ttl
+        self.on_pause = on_pause
+        """Called with the pause's seconds when another process pauses the fleet."""
+        self.stats = FleetStats()
+        self.origin = os.urandom(6).hex()
+        """This coordinator's id in leases and messages (random, not secret)."""
+        self._clock = clock
+        self._socket_timeout = socket_timeout
+        self._lease_ms = _us(lease_ttl) // 1000
+        self._final_ms = _us(final_ttl) // 1000
+        self._rates: dict[tuple[float | None, int], tuple[int, int]] = {}
+        self._subscriptions: dict[str, UpdateCallback] = {}
+        self._held: set[str] = set()
+        self._fleet_size = 1
+        self._local = LocalGate()
+        self._healthy = True
+        self._recovered = asyncio.Event()
+        self._recovered.set()
+        self._down_since = 0.0
+        self._reading = asyncio.Event()  # set while the fleet channel is being read
+        self._listen_task: asyncio.Task[None] | None = None
+        self._probe_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- identity and state -------------------------------------------------------
+
+    def use_identity(self, identity: str) -> None:
+        """Derive the default namespace from a non-secret identity (app id or user id).
+
+        No effect when a namespace was given explicitly. The client calls this with
+        its credentials' app id or user id; never pass a secret.
+
+        Raises:
+            InvalidArgumentError: If the identity is empty, or the coordinator is in
+                use already under another namespace.
+        """
+        derived = namespace_from_identity(identity)
+        if self._explicit_namespace is not None:
+            return
+        if self._names is not None and self._names.namespace != derived:
+            raise InvalidArgumentError(
+                "the fleet coordinator is in use already; set its identity before the first call"
+            )
+        self._identity_namespace = derived
+
+    @property
+    def namespace(self) -> str:
+        """The namespace in use (or that will be used at the first call)."""
+        if self._names is not None:
+            return self._names.namespace
+        return self._explicit_namespace or self._identity_namespace or DEFAULT_NAMESPACE
+
+    @property
+    def healthy(self) -> bool:
+        """Whether decisions are taken in Redis now (``False``: locally, in an outage)."""
+        return self._healthy
+
+    @property
+    def fleet_size(self) -> int:
+        """Processes seen on the fleet channel when Redis last answered (at least 1)."""
+        return self._fleet_size
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif self._healthy:
+            state = "healthy"
+        else:
+            state = f"fallback for {self._now() - self._down_since:.1f} s"
+        return (
+            f"<RedisCoordinator namespace={self.namespace!r} redis={self._where} {state} "
+            f"subscriptions={len(self._subscriptions)} leases={len(self._held)} "
+            f"fleet={self._fleet_size}>"
+        )
+
+    async def __aenter__(self) -> RedisCoordinator:
+        self._start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- admission ----------------------------------------------------------------
+
+    async def reserve(
+        self, rate: float | None, burst: int = 1, *, max_wait: float | None = None
+    ) -> float:
+        """Book the fleet's next request slot: one round trip.
+
+        The fleet as a whole sends at most ``rate`` requests per second, ``burst`` at
+        once after a quiet spell, and none while a pause is on (the slot then lies
+        after it). The slot is taken at once, first come first served, on the
+        server's clock.
+
+        Args:
+            rate: The fleet's requests per second; ``None``: no rate, only pauses.
+            burst: Requests that may go at once after a quiet spell.
+            max_wait: A slot further away than this is not booked.
+
+        Returns:
+            Seconds to wait before sending (0.0: now). More than ``max_wait``: nothing
+            was booked.
+
+        Raises:
+            InvalidArgumentError: If an argument is out of range (before any I/O).
+            ClientClosedError: If the coordinator was closed.
+        """
+        interval, tolerance = self._rate_args(rate, burst)
+        limit = -1 if max_wait is None else _us(max_wait)
+        names = self._start()
+        if self._healthy:
+            try:
+                (wait, _booked), reloaded = await scripts.run_script(
+                    self._client,
+                    scripts.RESERVE,
+                    (names.gate,),
+                    (_wall_us(), interval, tolerance, limit),
+                )
+            except Exception as error:  # noqa: BLE001 (any failure of Redis means: decide locally)
+                self._fail(error)
+            else:
+                self._count(reloaded)
+                return int(wait) / 1_000_000
+        return self._reserve_locally(rate, burst, max_wait)
+
+    async def refund(self, rate: float | None) -> bool:
+        """Give back one slot booked by :meth:`reserve` and not used: one round trip.
+
+        Nothing is given back while a pause is on: the pause re-timed every slot.
+
+        Returns:
+            Whether a slot was given back.
+        """
+        interval, _ = self._rate_args(rate, 1)
+        names = self._start()
+        if rate is None:
+            return False
+        if self._healthy:
+            try:
+                given, reloaded = await scripts.run_script(
+                    self._client, scripts.REFUND, (names.gate,), (_wall_us(), interval)
+                )
+            except Exception as error:  # noqa: BLE001
+                self._fail(error)
+            else:
+                self._count(reloaded)
+                return bool(given)
+        self.stats.local_decisions += 1
+        return self._local.refund(self._now(), self._local_rate(rate))
+
+    async def pause(self, seconds: float) -> bool:
+        """Pause every request of the fleet for ``seconds`` (a 429 was received).
+
+        One round trip: the pause is set on the server's clock, the rate's timeline
+        moves past its end (the fleet resumes at the rate, not in a burst), and the
+        other processes are told at once on the fleet channel: their ``on_pause``
+        runs, and they must void slots they booked before it. This process's own
+        ``on_pause`` is not called: its caller knows.
+
+        Returns:
+            Whether this started or extended a pause (``False``: one covers it already).
+
+        Raises:
+            InvalidArgumentError: If ``seconds`` is not above 0.
+        """
+        _check_seconds("seconds", seconds, allow_zero=False)
+        names = self._start()
+        extended = self._local.pause(self._now(), seconds)
+        if self._healthy:
+            try:
+                (started, _left), reloaded = await scripts.run_script(
+                    self._client,
+                    scripts.PAUSE,
+                    (names.gate,),
+                    (_wall_us(), _us(seconds), names.channel, pause_header(self.origin)),
+                )
+            except Exception as error:  # noqa: BLE001
+                self._fail(error)
+            else:
+                self._count(reloaded)
+                return bool(started)
+        self.stats.local_decisions += 1
+        return extended
+
+    # -- per task -----------------------------------------------------------------
+
+    async def claim(self, task_key: str, hold_for: float) -> Claim:
+        """Take or renew the task's lease unless another process holds it: one round trip.
+
+        Args:
+            task_key: The task (the core's key; hashed before use).
+            hold_for: Seconds until this process's next renewal (its next poll, the
+                request in flight included); the lease lasts that plus ``lease_ttl``.
+
+        Returns:
+            A :class:`Claim`, true when held. During an outage every claim is granted
+            (``local=True``): each process then polls its own tasks.
+        """
+        return await self._claim(task_key, hold_for, False, None, 1, None)
+
+    async def claim_and_reserve(
+        self,
+        task_key: str,
+        hold_for: float,
+        rate: float | None,
+        burst: int = 1,
+        *,
+        max_wait: float | None = None,
+    ) -> Claim:
+        """:meth:`claim`, and if held, :meth:`reserve` a slot for the poll: one round trip.
+
+        The holder's whole cost per poll: no slot is taken when another process holds
+        the lease.
+
+        Returns:
+            A :class:`Claim` whose ``wait`` is the slot's wait when held.
+        """
+        self._rate_args(rate, burst)
+        return await self._claim(task_key, hold_for, True, rate, burst, max_wait)
+
+    async def release(self, task_key: str) -> bool:
+        """Give up the task's lease if this process holds it: one round trip.
+
+        Returns:
+            Whether a lease of ours was removed in Redis.
+        """
+        tid = task_id(task_key)
+        names = self._start()
+        self._held.discard(tid)
+        if not self._healthy:
+            self.stats.local_decisions += 1
+            return False
+        try:
+            gone, reloaded = await scripts.run_script(
+                self._client, scripts.RELEASE, (names.lease(tid),), (self.origin,)
+            )
+        except Exception as error:  # noqa: BLE001
+            self._fail(error)
+            return False
+        self._count(reloaded)
+        return bool(gone)
+
+    async def publish(
+        self, task_key: str, payload: bytes, *, final: bool, hold_for: float | None = None
+    ) -> bool:
+        """Store the task's latest observation and send it to every process: one round trip.
+
+        Args:
+            task_key: The task.
+            payload: The core's encoding of the observation, at most
+                :data:`MAX_PAYLOAD` bytes.
+            final: The task ended: the observation and the lease then stay
+                ``final_ttl`` seconds, and every key of the task is gone after that.
+            hold_for: Also renew this process's lease for that many seconds (plus
+                ``lease_ttl``), as :meth:`claim` would.
+
+        Returns:
+            Whether it was shared (``False`` during an outage: it is dropped).
+
+        Raises:
+            InvalidArgumentError: If the payload is larger than :data:`MAX_PAYLOAD`.
+        """
+        if len(payload) > MAX_PAYLOAD:
+            raise InvalidArgumentError(
+                f"a fleet observation is at most {MAX_PAYLOAD} bytes; got {len(payload)}"
+            )
+        renew = 0
+        if hold_for is not None:
+            _check_seconds("hold_for", hold_for)
+            renew = _us(hold_for) // 1000 + self._lease_ms
+        tid = task_id(task_key)
+        names = self._start()
+        if final:
+            self._held.discard(tid)
+        if not self._healthy:
+            self.stats.dropped_publishes += 1
+            return False
+        kind = FINAL if final else UPDATE
+        try:
+            _left, reloaded = await scripts.run_script(
+                self._client,
+                scripts.PUBLISH,
+                (names.latest(tid), names.lease(tid)),
+                (
+                    self.origin,
+                    "1" if final else "0",
+                    payload,
+                    self._final_ms,
+                    self._lease_ms,
+                    renew,
+                    names.channel,
+                    update_header(kind, self.origin, tid),
+                ),
+            )
+        except Exception as error:  # noqa: BLE001
+            self._fail(error)
+            self.stats.dropped_publishes += 1
+            return False
+        self._count(reloaded)
+        return True
+
+    async def latest(self, task_key: str) -> FleetUpdate | None:
+        """The task's latest observation stored in Redis: one round trip.
+
+        Returns:
+            The observation, or ``None`` when there is none (or Redis is unreachable).
+        """
+        tid = task_id(task_key)
+        names = self._start()
+        if not self._healthy:
+            self.stats.local_decisions += 1
+            return None
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(names.latest(tid))
+                pipe.pttl(names.lease(tid))
+                stored, left = await pipe.execute()
+        except Exception as error:  # noqa: BLE001
+            self._fail(error)
+            return None
+        self.stats.round_trips += 1
+        return _stored_update(stored, left)
+
+    async def subscribe(self, task_key: str, callback: UpdateCallback) -> None:
+        """Have ``callback`` receive the task's updates published by other processes.
+
+        One callback per task (a second replaces the first). It runs on the event loop,
+        must not block, and may see an update twice (after a reconnection the latest
+        observation is delivered again): treat updates as idempotent. Returns once the
+        fleet channel is being read, so no update published afterwards is missed
+        (unless Redis is unreachable: then at once). Costs no round trip once the
+        channel is read.
+        """
+        tid = task_id(task_key)
+        self._start()
+        self._subscriptions[tid] = callback
+        if self._healthy and not self._reading.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._reading.wait(), self._socket_timeout * 2)
+
+    def unsubscribe(self, task_key: str) -> None:
+        """Stop delivering the task's updates here (no round trip)."""
+        self._subscriptions.pop(task_id(task_key), None)
+
+    async def aclose(self) -> None:
+        """Release this process's leases, stop listening, close what the coordinator built.
+
+        Leases go in one round trip, so other processes take their tasks over at once;
+        the client is closed only if the coordinator built it from a URL. Calls after
+        this raise ``ClientClosedError``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        for task in (self._listen_task, self._probe_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._healthy and self._held and self._names is not None:
+            names = self._names
+            with contextlib.suppress(Exception):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for tid in self._held:
+                        pipe.eval(scripts.RELEASE.source, 1, names.lease(tid), self.origin)
+                    await pipe.execute()
+        self._held.clear()
+        self._subscriptions.clear()
+        if self._pool is not None:
+            await self._client.aclose()
+            await self._pool.disconnect()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self._clock.monotonic() if self._clock is not None else time.monotonic()
+
+    def _start(self) -> Names:
+        """The names in use; starts the fleet channel's listener at the first call."""
+        if self._closed:
+            raise ClientClosedError("the fleet coordinator was closed")
+        names = self._names
+        if names is None:
+            names = self._names = Names.of(self.namespace)
+        if self._listen_task is None:
+            self._listen_task = asyncio.get_running_loop().create_task(
+                self._listen_forever(), name="koodrive-fleet-listener"
+            )
+        return names
+
+    def _rate_args(self, rate: float | None, burst: int) -> tuple[int, int]:
+        """The GCRA's interval and burst tolerance in µs, checked once per pair."""
+        key = (rate, burst)
+        cached = self._rates.get(key)
+        if cached is not None:
+            return cached
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise InvalidArgumentError(
+                f"rate must be above 0 requests per second or None; got {rate!r}"
+            )
+        if not isinstance(burst, int) or burst < 1:
+            raise InvalidArgumentError(f"burst must be an integer of at least 1; got {burst!r}")
+        interval = 0 if rate is None else round(1_000_000 / rate)
+        self._rates[key] = cached = (interval, (burst - 1) * interval)
+        return cached
+
+    def _count(self, reloaded: bool) -> None:
+        self.stats.round_trips += 2 if reloaded else 1
+        if reloaded:
+            self.stats.scripts_sent += 1
+
+    async def _claim(
+        self,
+        task_key: str,
+        hold_for: float,
+        book: bool,
+        rate: float | None,
+        burst: int,
+        max_wait: float | None,
+    ) -> Claim:
+        _check_seconds("hold_for", hold_for)
+        tid = task_id(task_key)
+        names = self._start()
+        lease_ms = _us(hold_for) // 1000 + self._lease_ms
+        if self._healthy:
+            keys: tuple[str, ...] = (names.lease(tid),)
+            args: tuple[object, ...] = (_wall_us(), self.origin, lease_ms, -1, 0, -1)
+            if book:
+                interval, tolerance = self._rate_args(rate, burst)
+                limit = -1 if max_wait is None else _us(max_wait)
+                keys = (names.lease(tid), names.gate)
+                args = (_wall_us(), self.origin, lease_ms, interval, tolerance, limit)
+            try:
+                (held, left, wait, booked), reloaded = await scripts.run_script(
+                    self._client, scripts.CLAIM, keys, args
+                )
+            except Exception as error:  # noqa: BLE001
+                self._fail(error)
+            else:
+                self._count(reloaded)
+                if held:
+                    self._held.add(tid)
+                else:
+                    self._held.discard(tid)
+                return Claim(
+                    held=bool(held),
+                    expires_in=max(0, int(left)) / 1000,
+                    wait=None if int(wait) < 0 else int(wait) / 1_000_000,
+                    booked=bool(booked),
+                )
+        self._held.add(tid)
+        if not book:
+            self.stats.local_decisions += 1
+            return Claim(True, lease_ms / 1000, local=True)
+        wait_local = self._reserve_locally(rate, burst, max_wait)
+        booked_local = max_wait is None or wait_local <= max_wait
+        return Claim(True, lease_ms / 1000, wait_local, booked_local, local=True)
+
+    def _local_rate(self, rate: float) -> float:
+        if self.fallback_rate is not None:
+            return self.fallback_rate
+        return rate / self._fleet_size
+
+    def _reserve_locally(self, rate: float | None, burst: int, max_wait: float | None) -> float:
+        self.stats.local_decisions += 1
+        if rate is None:
+            return self._local.reserve(self._now(), None, burst, max_wait)
+        share = self._local_rate(rate)
+        local_burst = max(1, math.floor(burst * min(1.0, share / rate)))
+        return self._local.reserve(self._now(), share, local_burst, max_wait)
+
+    # -- outages ------------------------------------------------------------------
+
+    def _fail(self, error: BaseException) -> None:
+        """Redis failed a call: warn once per outage, decide locally, start probing."""
+        if self._closed or not self._healthy:
+            return
+        self._healthy = False
+        self._recovered.clear()
+        self._down_since = self._now()
+        self.stats.outages += 1
+        rate = (
+            f"{self.fallback_rate:g}/s"
+            if self.fallback_rate is not None
+            else f"the fleet's rate / {self._fleet_size}"
+        )
+        logger.warning(
+            "fleet coordinator (namespace %s): Redis at %s is unreachable or failing (%s: %s); "
+            "deciding locally until it answers again: requests at %s in this process, "
+            "every task polled by its own process, updates not shared",
+            self.namespace,
+            self._where,
+            type(error).__name__,
+            error,
+            rate,
+        )
+        self._probe_task = asyncio.get_running_loop().create_task(
+            self._probe(), name="koodrive-fleet-probe"
+        )
+
+    async def _probe(self) -> None:
+        """PING Redis with capped, jittered exponential backoff until it answers."""
+        delay = _PROBE_FIRST
+        while True:
+            await self._sleep(delay * (0.5 + random.random()))
+            try:
+                await self._client.ping()
+            except Exception:  # noqa: BLE001 (still down: try again later)
+                delay = min(_PROBE_MAX, delay * 2)
+                continue
+            self.stats.round_trips += 1
+            break
+        self._healthy = True
+        self._recovered.set()
+        logger.warning(
+            "fleet coordinator (namespace %s): Redis at %s answers again after %.1f s; "
+            "fleet decisions resume",
+            self.namespace,
+            self._where,
+            self._now() - self._down_since,
+        )
+
+    async def _sleep(self, seconds: float) -> None:
+        if self._clock is not None:
+            await self._clock.sleep(seconds)
+        else:
+            await asyncio.sleep(seconds)
+
+    # -- the fleet channel --------------------------------------------------------
+
+    async def _listen_forever(self) -> None:
+        """Keep one listener on the fleet channel while Redis answers."""
+        names = self._names
+        assert names is not None  # noqa: S101 (set by _start before this task)
+        resync = False
+        while True:
+            await self._recovered.wait()
+            listener = FleetListener(
+                self._client,
+                names.channel,
+                on_message=self._dispatch,
+                on_ready=self._on_ready if resync else self._count_fleet,
+                on_tick=self._count_fleet,
+                ready=self._reading,
+                keepalive=_KEEPALIVE,
+            )
+            try:
+                await listener.run()
+            except Exception as error:  # noqa: BLE001
+                self._fail(error)
+                if self._healthy:  # failed while Redis answers others: back off a little
+                    await self._sleep(_PROBE_FIRST)
+            resync = True
+
+    async def _on_ready(self) -> None:
+        """After a reconnection: count the fleet, deliver each watched task's latest."""
+        await self._count_fleet()
+        names = self._names
+        watched = list(self._subscriptions)
+        if names is None or not watched:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tid in watched:
+                pipe.get(names.latest(tid))
+                pipe.pttl(names.lease(tid))
+            answers = await pipe.execute()
+        self.stats.round_trips += 1
+        for index, tid in enumerate(watched):
+            update = _stored_update(answers[2 * index], answers[2 * index + 1])
+            callback = self._subscriptions.get(tid)
+            if update is not None and callback is not None:
+                self._call(callback, update)
+
+    async def _count_fleet(self) -> None:
+        names = self._names
+        if names is None:
+            return
+        counts = await self._client.pubsub_numsub(names.channel)
+        self.stats.round_trips += 1
+        self._fleet_size = max(1, int(counts[0][1]) if counts else 1)
+
+    def _dispatch(self, data: bytes) -> None:
+        message = parse_message(data)
+        if message is None or message.origin == self.origin:
+            return
+        if message.kind == PAUSE:
+            self._paused_by_other(message)
+            return
+        callback = self._subscriptions.get(message.tid)
+        if callback is None:
+            return
+        self.stats.updates_received += 1
+        self._call(
+            callback,
+            FleetUpdate(message.payload, message.kind == FINAL, message.number / 1000),
+        )
+
+    def _paused_by_other(self, message: Message) -> None:
+        seconds = message.number / 1_000_000
+        self.stats.pauses_received += 1
+        self._local.pause(self._now(), seconds)
+        if self.on_pause is not None:
+            try:
+                self.on_pause(seconds)
+            except Exception:
+                logger.exception("the fleet's on_pause callback raised; ignoring it")
+
+    @staticmethod
+    def _call(callback: UpdateCallback, update: FleetUpdate) -> None:
+        try:
+            callback(update)
+        except Exception:
+            logger.exception("a fleet update callback raised; ignoring it")
+
+
+def _stored_update(stored: bytes | None, left: int) -> FleetUpdate | None:
+    """A stored observation (kind byte + payload) as an update, with the lease's time left."""
+    if not stored:
+        return None
+    expires = int(left) / 1000 if int(left) >= 0 else None
+    return FleetUpdate(bytes(stored[1:]), stored[:1] == FINAL, expires)
