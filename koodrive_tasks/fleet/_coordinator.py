@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ClientClosedError, InvalidArgumentError
 from . import _scripts as scripts
+from ._cancel import guarded, stop
 from ._connect import client_from_url, describe_client, describe_url
 from ._listener import FleetListener
 from ._local import LocalGate
@@ -229,7 +230,6 @@ class RedisCoordinator:
         )
 
     async def __aenter__(self) -> RedisCoordinator:
-        self._start()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -469,7 +469,7 @@ class RedisCoordinator:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.get(names.latest(tid))
                 pipe.pttl(names.lease(tid))
-                stored, left = await pipe.execute()
+                stored, left = await guarded(pipe.execute())
         except Exception as error:  # noqa: BLE001
             self._fail(error)
             return None
@@ -507,23 +507,20 @@ class RedisCoordinator:
         if self._closed:
             return
         self._closed = True
-        for task in (self._listen_task, self._probe_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await stop(self._listen_task)
+        await stop(self._probe_task)
         if self._healthy and self._held and self._names is not None:
             names = self._names
             with contextlib.suppress(Exception):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for tid in self._held:
                         pipe.eval(scripts.RELEASE.source, 1, names.lease(tid), self.origin)
-                    await pipe.execute()
+                    await guarded(pipe.execute())
         self._held.clear()
         self._subscriptions.clear()
         if self._pool is not None:
-            await self._client.aclose()
-            await self._pool.disconnect()
+            await guarded(self._client.aclose())
+            await guarded(self._pool.disconnect())
 
     # -- internals ----------------------------------------------------------------
 
@@ -641,7 +638,7 @@ class RedisCoordinator:
         )
         logger.warning(
             "fleet coordinator (namespace %s): Redis at %s is unreachable or failing (%s: %s); "
-            "deciding locally until it answers again: requests at %s in this process, "
+            "deciding locally until Redis is back: requests at %s in this process, "
             "every task polled by its own process, updates not shared",
             self.namespace,
             self._where,
@@ -658,13 +655,9 @@ class RedisCoordinator:
         delay = _PROBE_FIRST
         while True:
             await self._sleep(delay * (0.5 + random.random()))
-            try:
-                await self._client.ping()
-            except Exception:  # noqa: BLE001 (still down: try again later)
-                delay = min(_PROBE_MAX, delay * 2)
-                continue
-            self.stats.round_trips += 1
-            break
+            if await self._answers():
+                break
+            delay = min(_PROBE_MAX, delay * 2)
         self._healthy = True
         self._recovered.set()
         logger.warning(
@@ -688,6 +681,7 @@ class RedisCoordinator:
         names = self._names
         assert names is not None  # noqa: S101 (set by _start before this task)
         resync = False
+        failures = 0
         while True:
             await self._recovered.wait()
             listener = FleetListener(
@@ -702,10 +696,30 @@ class RedisCoordinator:
             try:
                 await listener.run()
             except Exception as error:  # noqa: BLE001
-                self._fail(error)
-                if self._healthy:  # failed while Redis answers others: back off a little
-                    await self._sleep(_PROBE_FIRST)
+                failures = 1 if listener.was_ready else failures + 1
+                delay = min(_PROBE_MAX, _PROBE_FIRST * 2 ** (failures - 1))
+                if not await self._answers():
+                    self._fail(error)
+                    continue
+                # Only this connection failed (killed, evicted): decisions stay in Redis.
+                logger.info(
+                    "fleet coordinator (namespace %s): the fleet channel's connection failed "
+                    "(%s); reconnecting in %.1f s",
+                    self.namespace,
+                    type(error).__name__,
+                    delay,
+                )
+                await self._sleep(delay)
             resync = True
+
+    async def _answers(self) -> bool:
+        """Whether Redis answers a PING now."""
+        try:
+            await guarded(self._client.ping())
+        except Exception:  # noqa: BLE001
+            return False
+        self.stats.round_trips += 1
+        return True
 
     async def _on_ready(self) -> None:
         """After a reconnection: count the fleet, deliver each watched task's latest."""
@@ -718,7 +732,7 @@ class RedisCoordinator:
             for tid in watched:
                 pipe.get(names.latest(tid))
                 pipe.pttl(names.lease(tid))
-            answers = await pipe.execute()
+            answers = await guarded(pipe.execute())
         self.stats.round_trips += 1
         for index, tid in enumerate(watched):
             update = _stored_update(answers[2 * index], answers[2 * index + 1])
@@ -730,7 +744,7 @@ class RedisCoordinator:
         names = self._names
         if names is None:
             return
-        counts = await self._client.pubsub_numsub(names.channel)
+        counts = await guarded(self._client.pubsub_numsub(names.channel))
         self.stats.round_trips += 1
         self._fleet_size = max(1, int(counts[0][1]) if counts else 1)
 

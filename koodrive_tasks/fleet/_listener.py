@@ -19,6 +19,8 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ._cancel import guarded
+
 
 class ListenerSilentError(ConnectionError):
     """Raised when the pub/sub connection answered neither messages nor a ping."""
@@ -45,6 +47,8 @@ class FleetListener:
         self._on_tick = on_tick
         self._keepalive = keepalive
         self._ready = ready  # set while the channel is subscribed: no message is missed
+        self.was_ready = False
+        """Whether the channel was subscribed at some point of :meth:`run`."""
 
     async def run(self) -> None:
         """Subscribe, then read until an error (raised) or cancellation.
@@ -54,9 +58,10 @@ class FleetListener:
         """
         pubsub = self._client.pubsub()
         try:
-            await pubsub.subscribe(self._channel)
+            await guarded(pubsub.subscribe(self._channel))
             await self._await_confirmation(pubsub)
             self._ready.set()
+            self.was_ready = True
             await self._on_ready()
             await self._read(pubsub)
         finally:
@@ -66,7 +71,7 @@ class FleetListener:
 
     async def _await_confirmation(self, pubsub: Any) -> None:
         while True:
-            message = await pubsub.get_message(timeout=self._keepalive)
+            message = await guarded(pubsub.get_message(timeout=self._keepalive))
             if message is None:
                 raise ListenerSilentError("Redis did not confirm the fleet subscription")
             if message.get("type") == "subscribe":
@@ -78,8 +83,8 @@ class FleetListener:
         pinged = False
         next_tick = loop.time() + self._keepalive
         while True:
-            message = await pubsub.get_message(
-                ignore_subscribe_messages=True, timeout=self._keepalive
+            message = await guarded(
+                pubsub.get_message(ignore_subscribe_messages=True, timeout=self._keepalive)
             )
             if message is not None:
                 pinged = False
@@ -87,7 +92,7 @@ class FleetListener:
             elif pinged:
                 raise ListenerSilentError("the fleet channel's connection stopped answering")
             else:
-                await pubsub.ping()
+                await guarded(pubsub.ping())
                 pinged = True
             if loop.time() >= next_tick:
                 next_tick = loop.time() + self._keepalive

@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from ._cancel import guarded
+
 # ``ARGV[1]`` of every script that reads the time is the caller's wall clock in µs.
 _PRELUDE = """
 local function now_us()
@@ -200,8 +202,8 @@ async def run_script(
         The script's answer, and whether the source had to be sent.
     """
     try:
-        return await client.evalsha(script.sha, len(keys), *keys, *args), False
+        return await guarded(client.evalsha(script.sha, len(keys), *keys, *args)), False
     except Exception as error:
         if not is_noscript(error):
             raise
-    return await client.eval(script.source, len(keys), *keys, *args), True
+    return await guarded(client.eval(script.source, len(keys), *keys, *args)), True
