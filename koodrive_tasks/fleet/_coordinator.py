@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("koodrive_tasks")
 
-MAX_PAYLOAD = 768
+MAX_PAYLOAD = 720
 """Largest observation :meth:`RedisCoordinator.publish` stores, in bytes: with its two
 keys and Redis's own overhead a task then takes at most 1 KiB of the server's memory."""
 
