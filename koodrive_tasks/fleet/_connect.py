@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 from ..exceptions import InvalidArgumentError
 
 
-def client_from_url(url: str, *, max_connections: int, socket_timeout: float) -> tuple[Any, Any]:
+def client_from_url(url: str, *, max_connections: int, connect_timeout: float) -> tuple[Any, Any]:
     """A ``redis.asyncio.Redis`` over a ``BlockingConnectionPool`` for ``url``.
 
     redis-py's default async pool raises "Too many connections" when all are taken;
-    the blocking pool makes a caller wait for one instead. Commands time out after
-    ``socket_timeout`` and are tried once more on a fresh connection (the pooled one
-    may predate a server restart), then the coordinator falls back to local decisions.
+    the blocking pool makes a caller wait for one instead (the coordinator bounds every
+    call, the wait included). No ``socket_timeout``: see ``_bounded``. A failed command
+    is tried once more on a fresh connection (the pooled one may predate a restart).
 
     Returns:
         The client and its pool (the coordinator closes both).
@@ -40,9 +40,9 @@ def client_from_url(url: str, *, max_connections: int, socket_timeout: float) ->
         pool = BlockingConnectionPool.from_url(
             url,
             max_connections=max_connections,
-            timeout=max(5.0, socket_timeout),
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
+            timeout=None,
+            socket_timeout=None,
+            socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 1),
         )
     except ValueError as error:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ClientClosedError, InvalidArgumentError
 from . import _scripts as scripts
-from ._cancel import guarded, stop
+from ._bounded import bounded, stop
 from ._connect import client_from_url, describe_client, describe_url
 from ._listener import FleetListener
 from ._local import LocalGate
@@ -94,8 +94,7 @@ class RedisCoordinator:
         redis: A ``redis://``, ``rediss://`` or ``unix://`` URL (needs the ``redis``
             extra; the coordinator then owns a client over a blocking pool of
             ``max_connections``), or an asyncio client object of redis-py or valkey-py
-            that the caller keeps and closes (give it a ``socket_timeout``: a call
-            stuck on it holds up a wait until then).
+            that the caller keeps and closes.
         namespace: Separates fleets on one server. Default: derived by
             :meth:`use_identity` from an app id or user id (a hash, never a secret),
             else ``"default"``. Every process of one fleet must use the same.
@@ -108,7 +107,8 @@ class RedisCoordinator:
         final_ttl: Seconds a task's final observation stays readable for late joiners.
         max_connections: Size of the connection pool built from a URL, the pub/sub
             connection included; a caller waits for a free connection when all are busy.
-        socket_timeout: Seconds before a command on a URL-built client counts as failed.
+        command_timeout: Seconds before a call to Redis counts as failed (waiting for a
+            pooled connection included); the coordinator then decides locally.
         on_pause: Called with the pause's length in seconds when another process
             pauses the fleet (see :meth:`pause`).
         clock: The time source of local decisions and of the probe's backoff
@@ -128,13 +128,13 @@ class RedisCoordinator:
         fallback_rate: float | None = None,
         final_ttl: float = 30.0,
         max_connections: int = 16,
-        socket_timeout: float = 1.0,
+        command_timeout: float = 1.0,
         on_pause: PauseCallback | None = None,
         clock: Clock | None = None,
     ) -> None:
         _check_seconds("lease_ttl", lease_ttl, allow_zero=False)
         _check_seconds("final_ttl", final_ttl, allow_zero=False)
-        _check_seconds("socket_timeout", socket_timeout, allow_zero=False)
+        _check_seconds("command_timeout", command_timeout, allow_zero=False)
         if fallback_rate is not None:
             _check_seconds("fallback_rate", fallback_rate, allow_zero=False)
         if max_connections < 2:
@@ -146,7 +146,7 @@ class RedisCoordinator:
         self._names: Names | None = None
         if isinstance(redis, str):
             self._client, self._pool = client_from_url(
-                redis, max_connections=max_connections, socket_timeout=socket_timeout
+                redis, max_connections=max_connections, connect_timeout=command_timeout
             )
             self._where = describe_url(redis)
         else:
@@ -161,7 +161,7 @@ class RedisCoordinator:
         self.origin = os.urandom(6).hex()
         """This coordinator's id in leases and messages (random, not secret)."""
         self._clock = clock
-        self._socket_timeout = socket_timeout
+        self._timeout = command_timeout
         self._lease_ms = _us(lease_ttl) // 1000
         self._final_ms = _us(final_ttl) // 1000
         self._rates: dict[tuple[float | None, int], tuple[int, int]] = {}
@@ -265,8 +265,7 @@ class RedisCoordinator:
         names = self._start()
         if self._healthy:
             try:
-                (wait, _booked), reloaded = await scripts.run_script(
-                    self._client,
+                wait, _booked = await self._run(
                     scripts.RESERVE,
                     (names.gate,),
                     (_wall_us(), interval, tolerance, limit),
@@ -274,7 +273,6 @@ class RedisCoordinator:
             except Exception as error:  # noqa: BLE001 (any failure of Redis means: decide locally)
                 self._fail(error)
             else:
-                self._count(reloaded)
                 return int(wait) / 1_000_000
         return self._reserve_locally(rate, burst, max_wait)
 
@@ -292,13 +290,10 @@ class RedisCoordinator:
             return False
         if self._healthy:
             try:
-                given, reloaded = await scripts.run_script(
-                    self._client, scripts.REFUND, (names.gate,), (_wall_us(), interval)
-                )
+                given = await self._run(scripts.REFUND, (names.gate,), (_wall_us(), interval))
             except Exception as error:  # noqa: BLE001
                 self._fail(error)
             else:
-                self._count(reloaded)
                 return bool(given)
         self.stats.local_decisions += 1
         return self._local.refund(self._now(), self._local_rate(rate))
@@ -323,8 +318,7 @@ class RedisCoordinator:
         extended = self._local.pause(self._now(), seconds)
         if self._healthy:
             try:
-                (started, _left), reloaded = await scripts.run_script(
-                    self._client,
+                started, _left = await self._run(
                     scripts.PAUSE,
                     (names.gate,),
                     (_wall_us(), _us(seconds), names.channel, pause_header(self.origin)),
@@ -332,7 +326,6 @@ class RedisCoordinator:
             except Exception as error:  # noqa: BLE001
                 self._fail(error)
             else:
-                self._count(reloaded)
                 return bool(started)
         self.stats.local_decisions += 1
         return extended
@@ -386,13 +379,10 @@ class RedisCoordinator:
             self.stats.local_decisions += 1
             return False
         try:
-            gone, reloaded = await scripts.run_script(
-                self._client, scripts.RELEASE, (names.lease(tid),), (self.origin,)
-            )
+            gone = await self._run(scripts.RELEASE, (names.lease(tid),), (self.origin,))
         except Exception as error:  # noqa: BLE001
             self._fail(error)
             return False
-        self._count(reloaded)
         return bool(gone)
 
     async def publish(
@@ -432,8 +422,7 @@ class RedisCoordinator:
             return False
         kind = FINAL if final else UPDATE
         try:
-            _left, reloaded = await scripts.run_script(
-                self._client,
+            _left = await self._run(
                 scripts.PUBLISH,
                 (names.latest(tid), names.lease(tid)),
                 (
@@ -451,7 +440,6 @@ class RedisCoordinator:
             self._fail(error)
             self.stats.dropped_publishes += 1
             return False
-        self._count(reloaded)
         return True
 
     async def latest(self, task_key: str) -> FleetUpdate | None:
@@ -469,7 +457,7 @@ class RedisCoordinator:
             async with self._client.pipeline(transaction=False) as pipe:
                 pipe.get(names.latest(tid))
                 pipe.pttl(names.lease(tid))
-                stored, left = await guarded(pipe.execute())
+                stored, left = await bounded(pipe.execute(), self._timeout)
         except Exception as error:  # noqa: BLE001
             self._fail(error)
             return None
@@ -491,7 +479,7 @@ class RedisCoordinator:
         self._subscriptions[tid] = callback
         if self._healthy and not self._reading.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._reading.wait(), self._socket_timeout * 2)
+                await asyncio.wait_for(self._reading.wait(), self._timeout * 2)
 
     def unsubscribe(self, task_key: str) -> None:
         """Stop delivering the task's updates here (no round trip)."""
@@ -515,12 +503,12 @@ class RedisCoordinator:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for tid in self._held:
                         pipe.eval(scripts.RELEASE.source, 1, names.lease(tid), self.origin)
-                    await guarded(pipe.execute())
+                    await bounded(pipe.execute(), self._timeout)
         self._held.clear()
         self._subscriptions.clear()
         if self._pool is not None:
-            await guarded(self._client.aclose())
-            await guarded(self._pool.disconnect())
+            await self._client.aclose()
+            await self._pool.disconnect()
 
     # -- internals ----------------------------------------------------------------
 
@@ -556,10 +544,14 @@ class RedisCoordinator:
         self._rates[key] = cached = (interval, (burst - 1) * interval)
         return cached
 
-    def _count(self, reloaded: bool) -> None:
-        self.stats.round_trips += 2 if reloaded else 1
-        if reloaded:
-            self.stats.scripts_sent += 1
+    async def _run(
+        self, script: scripts.LuaScript, keys: tuple[str, ...], args: tuple[object, ...]
+    ) -> Any:
+        """Run a fleet script (bounded in time) and count its round trips."""
+        answer, sent = await scripts.run_script(self._client, script, keys, args, self._timeout)
+        self.stats.round_trips += 2 if sent else 1
+        self.stats.scripts_sent += sent
+        return answer
 
     async def _claim(
         self,
@@ -583,13 +575,10 @@ class RedisCoordinator:
                 keys = (names.lease(tid), names.gate)
                 args = (_wall_us(), self.origin, lease_ms, interval, tolerance, limit)
             try:
-                (held, left, wait, booked), reloaded = await scripts.run_script(
-                    self._client, scripts.CLAIM, keys, args
-                )
+                held, left, wait, booked = await self._run(scripts.CLAIM, keys, args)
             except Exception as error:  # noqa: BLE001
                 self._fail(error)
             else:
-                self._count(reloaded)
                 if held:
                     self._held.add(tid)
                 else:
@@ -692,6 +681,7 @@ class RedisCoordinator:
                 on_tick=self._count_fleet,
                 ready=self._reading,
                 keepalive=_KEEPALIVE,
+                timeout=self._timeout,
             )
             try:
                 await listener.run()
@@ -715,7 +705,7 @@ class RedisCoordinator:
     async def _answers(self) -> bool:
         """Whether Redis answers a PING now."""
         try:
-            await guarded(self._client.ping())
+            await bounded(self._client.ping(), self._timeout)
         except Exception:  # noqa: BLE001
             return False
         self.stats.round_trips += 1
@@ -732,7 +722,7 @@ class RedisCoordinator:
             for tid in watched:
                 pipe.get(names.latest(tid))
                 pipe.pttl(names.lease(tid))
-            answers = await guarded(pipe.execute())
+            answers = await bounded(pipe.execute(), self._timeout)
         self.stats.round_trips += 1
         for index, tid in enumerate(watched):
             update = _stored_update(answers[2 * index], answers[2 * index + 1])
@@ -744,7 +734,7 @@ class RedisCoordinator:
         names = self._names
         if names is None:
             return
-        counts = await guarded(self._client.pubsub_numsub(names.channel))
+        counts = await bounded(self._client.pubsub_numsub(names.channel), self._timeout)
         self.stats.round_trips += 1
         self._fleet_size = max(1, int(counts[0][1]) if counts else 1)
 

@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ._cancel import guarded
+from ._bounded import bounded
 
 
 class ListenerSilentError(ConnectionError):
@@ -39,6 +39,7 @@ class FleetListener:
         on_tick: Callable[[], Awaitable[None]],
         ready: asyncio.Event,
         keepalive: float,
+        timeout: float,
     ) -> None:
         self._client = client
         self._channel = channel
@@ -46,6 +47,7 @@ class FleetListener:
         self._on_ready = on_ready
         self._on_tick = on_tick
         self._keepalive = keepalive
+        self._timeout = timeout  # bounds each command; a read waits keepalive + timeout
         self._ready = ready  # set while the channel is subscribed: no message is missed
         self.was_ready = False
         """Whether the channel was subscribed at some point of :meth:`run`."""
@@ -58,7 +60,7 @@ class FleetListener:
         """
         pubsub = self._client.pubsub()
         try:
-            await guarded(pubsub.subscribe(self._channel))
+            await bounded(pubsub.subscribe(self._channel), self._timeout)
             await self._await_confirmation(pubsub)
             self._ready.set()
             self.was_ready = True
@@ -67,11 +69,13 @@ class FleetListener:
         finally:
             self._ready.clear()
             with contextlib.suppress(Exception):  # it is being dropped anyway
-                await pubsub.aclose()
+                await bounded(pubsub.aclose(), self._timeout)
 
     async def _await_confirmation(self, pubsub: Any) -> None:
         while True:
-            message = await guarded(pubsub.get_message(timeout=self._keepalive))
+            message = await bounded(
+                pubsub.get_message(timeout=self._keepalive), self._keepalive + self._timeout
+            )
             if message is None:
                 raise ListenerSilentError("Redis did not confirm the fleet subscription")
             if message.get("type") == "subscribe":
@@ -83,8 +87,9 @@ class FleetListener:
         pinged = False
         next_tick = loop.time() + self._keepalive
         while True:
-            message = await guarded(
-                pubsub.get_message(ignore_subscribe_messages=True, timeout=self._keepalive)
+            message = await bounded(
+                pubsub.get_message(ignore_subscribe_messages=True, timeout=self._keepalive),
+                self._keepalive + self._timeout,
             )
             if message is not None:
                 pinged = False
@@ -92,7 +97,7 @@ class FleetListener:
             elif pinged:
                 raise ListenerSilentError("the fleet channel's connection stopped answering")
             else:
-                await guarded(pubsub.ping())
+                await bounded(pubsub.ping(), self._timeout)
                 pinged = True
             if loop.time() >= next_tick:
                 next_tick = loop.time() + self._keepalive

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from ._cancel import guarded
+from ._bounded import bounded
 
 # ``ARGV[1]`` of every script that reads the time is the caller's wall clock in µs.
 _PRELUDE = """
@@ -192,9 +192,15 @@ def is_noscript(error: BaseException) -> bool:
 
 
 async def run_script(
-    client: Any, script: LuaScript, keys: tuple[str, ...], args: tuple[object, ...]
+    client: Any,
+    script: LuaScript,
+    keys: tuple[str, ...],
+    args: tuple[object, ...],
+    timeout: float,
 ) -> tuple[Any, bool]:
     """Run ``script`` by its SHA; if the server lost it, send its source (``EVAL``).
+
+    Each of the two calls is bounded by ``timeout`` seconds.
 
     ``EVAL`` also caches the script again, so the next call is a plain ``EVALSHA``.
 
@@ -202,8 +208,8 @@ async def run_script(
         The script's answer, and whether the source had to be sent.
     """
     try:
-        return await guarded(client.evalsha(script.sha, len(keys), *keys, *args)), False
+        return await bounded(client.evalsha(script.sha, len(keys), *keys, *args), timeout), False
     except Exception as error:
         if not is_noscript(error):
             raise
-    return await guarded(client.eval(script.source, len(keys), *keys, *args)), True
+    return await bounded(client.eval(script.source, len(keys), *keys, *args), timeout), True

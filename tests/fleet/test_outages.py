@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -115,6 +116,38 @@ async def test_a_restart_mid_use_warns_once_then_the_fleet_resumes(
         await other.aclose()
 
 
+async def test_a_server_that_stops_answering_costs_one_command_timeout(
+    make_server: MakeServer, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frozen server (SIGSTOP): the call gives up after command_timeout, later calls decide locally."""
+    import signal
+
+    server = make_server()
+    caplog.set_level(logging.INFO, logger="koodrive_tasks")
+    fleet = RedisCoordinator(server.url, namespace=namespace, command_timeout=0.3)
+    try:
+        await fleet.reserve(10, 1)
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGSTOP)
+        loop = asyncio.get_running_loop()
+        try:
+            started = loop.time()
+            await fleet.reserve(10, 1)
+            first = loop.time() - started
+            started = loop.time()
+            await fleet.reserve(10, 1)
+            second = loop.time() - started
+            assert not fleet.healthy
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        assert 0.25 < first < 1.0
+        assert second < 0.05
+        await until(lambda: fleet.healthy)
+        assert len(fleet_warnings(caplog, "unreachable")) == 1
+    finally:
+        await fleet.aclose()
+
+
 async def test_a_dropped_channel_connection_is_resynced_without_an_outage(
     make_server: MakeServer, namespace: str
 ) -> None:
@@ -202,19 +235,30 @@ async def test_a_coordinator_works_as_an_async_context_manager(
 )
 @pytest.mark.parametrize("steps", range(6))
 async def test_cancelling_a_call_always_raises_cancelled_error(
-    make_coordinator: Make, steps: int
+    shared_server: RedisServer, namespace: str, steps: int
 ) -> None:
-    """A call cancelled at any point raises CancelledError, though redis-py may swallow it."""
-    fleet = make_coordinator()
-    await fleet.reserve(10, 1)
-    call = asyncio.ensure_future(fleet.reserve(10, 1))
-    for _ in range(steps):
-        await asyncio.sleep(0)
-    if call.done():
-        pytest.skip("the call ended before the cancellation")
-    call.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await call
+    """A cancelled call raises CancelledError even through a client that swallows it.
+
+    A client given a socket_timeout sends under asyncio.wait_for, which loses some
+    cancellations before Python 3.12.
+    """
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(shared_server.url, socket_timeout=1.0)
+    fleet = RedisCoordinator(client, namespace=namespace)
+    try:
+        await fleet.reserve(10, 1)
+        call = asyncio.ensure_future(fleet.reserve(10, 1))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if call.done():
+            pytest.skip("the call ended before the cancellation")
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        await fleet.aclose()
+        await client.aclose()
 
 
 @pytest.mark.parametrize(
