@@ -60,13 +60,14 @@ async def _per_call(url: str, calls: int) -> list[list[object]]:
         "claim_and_reserve (holder, per poll)": lambda i: fleet.claim_and_reserve(
             "task-1", 2.0, 1e6, 1
         ),
-        "publish (on a change)": lambda i: fleet.publish("task-1", payload, final=False),
+        "publish (on a change; + its own echo)": lambda i: fleet.publish(
+            "task-1", payload, final=False
+        ),
         "claim (listener, lease held elsewhere)": lambda i: other.claim("task-1", 2.0),
     }
     other = RedisCoordinator(url, namespace="bench-calls", lease_ttl=5.0)
     try:
-        await fleet.reserve(None)
-        await other.reserve(None)
+        await fleet.reserve(None)  # `other` starts its listener at its own row only
         for name, call in measured.items():
             for i in range(200):  # warm-up: connections, script cache
                 await call(i)
@@ -271,7 +272,9 @@ def run(quick: bool) -> dict[str, object]:
     publish_cpu = next(row[3] for row in calls if str(row[0]).startswith("publish"))
     print(
         "\nClient CPU is split: user time is the client's own work; kernel time is mostly the "
-        "loopback send, which on this VM also runs the TCP receive path of the server."
+        "loopback send, which on this VM also runs the TCP receive path of the server. "
+        "A publish comes back to its own process on the fleet channel: its row includes "
+        "reading that echo."
     )
     goals = [
         *(

