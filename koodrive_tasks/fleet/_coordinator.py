@@ -21,33 +21,29 @@ dropped), never raises into a wait, and probes Redis with backoff until it answe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
 import os
-import random
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ClientClosedError, InvalidArgumentError
 from . import _scripts as scripts
-from ._bounded import bounded, stop
+from ._bounded import bounded
+from ._channel import FleetChannel, UpdateCallback, stored_update
 from ._connect import client_from_url, describe_client, describe_url
-from ._listener import FleetListener
+from ._health import Health
 from ._local import LocalGate
 from ._models import Claim, FleetStats, FleetUpdate
 from ._names import (
     DEFAULT_NAMESPACE,
     FINAL,
-    PAUSE,
     UPDATE,
-    Message,
     Names,
     check_namespace,
     namespace_from_identity,
-    parse_message,
     pause_header,
     task_id,
     update_header,
@@ -62,12 +58,7 @@ MAX_PAYLOAD = 720
 """Largest observation :meth:`RedisCoordinator.publish` stores, in bytes: with its two
 keys and Redis's own overhead a task then takes at most 1 KiB of the server's memory."""
 
-UpdateCallback = Callable[[FleetUpdate], None]
 PauseCallback = Callable[[float], None]
-
-_PROBE_FIRST = 0.5
-_PROBE_MAX = 30.0
-_KEEPALIVE = 5.0
 
 
 def _wall_us() -> int:
@@ -160,22 +151,21 @@ class RedisCoordinator:
         self.stats = FleetStats()
         self.origin = os.urandom(6).hex()
         """This coordinator's id in leases and messages (random, not secret)."""
-        self._clock = clock
         self._timeout = command_timeout
         self._lease_ms = _us(lease_ttl) // 1000
         self._final_ms = _us(final_ttl) // 1000
         self._rates: dict[tuple[float | None, int], tuple[int, int]] = {}
-        self._subscriptions: dict[str, UpdateCallback] = {}
         self._held: set[str] = set()
-        self._fleet_size = 1
         self._local = LocalGate()
-        self._healthy = True
-        self._recovered = asyncio.Event()
-        self._recovered.set()
-        self._down_since = 0.0
-        self._reading = asyncio.Event()  # set while the fleet channel is being read
-        self._listen_task: asyncio.Task[None] | None = None
-        self._probe_task: asyncio.Task[None] | None = None
+        self._health = Health(
+            self._client,
+            timeout=command_timeout,
+            stats=self.stats,
+            clock=clock,
+            describe=lambda: f"{self._label()}: Redis at {self._where}",
+            fallback=self._fallback_text,
+        )
+        self._channel: FleetChannel | None = None  # started at the first call
         self._closed = False
 
     # -- identity and state -------------------------------------------------------
@@ -209,24 +199,24 @@ class RedisCoordinator:
     @property
     def healthy(self) -> bool:
         """Whether decisions are taken in Redis now (``False``: locally, in an outage)."""
-        return self._healthy
+        return self._health.healthy
 
     @property
     def fleet_size(self) -> int:
         """Processes seen on the fleet channel when Redis last answered (at least 1)."""
-        return self._fleet_size
+        return 1 if self._channel is None else self._channel.fleet_size
 
     def __repr__(self) -> str:
         if self._closed:
             state = "closed"
-        elif self._healthy:
+        elif self._health.healthy:
             state = "healthy"
         else:
-            state = f"fallback for {self._now() - self._down_since:.1f} s"
+            state = f"fallback for {self._health.now() - self._health.down_since:.1f} s"
+        watched = 0 if self._channel is None else len(self._channel.subscriptions)
         return (
             f"<RedisCoordinator namespace={self.namespace!r} redis={self._where} {state} "
-            f"subscriptions={len(self._subscriptions)} leases={len(self._held)} "
-            f"fleet={self._fleet_size}>"
+            f"subscriptions={watched} leases={len(self._held)} fleet={self.fleet_size}>"
         )
 
     async def __aenter__(self) -> RedisCoordinator:
@@ -262,8 +252,8 @@ class RedisCoordinator:
         """
         interval, tolerance = self._rate_args(rate, burst)
         limit = -1 if max_wait is None else _us(max_wait)
-        names = self._start()
-        if self._healthy:
+        names = self._start()[0]
+        if self._health.healthy:
             try:
                 wait, _booked = await self._run(
                     scripts.RESERVE,
@@ -271,7 +261,7 @@ class RedisCoordinator:
                     (_wall_us(), interval, tolerance, limit),
                 )
             except Exception as error:  # noqa: BLE001 (any failure of Redis means: decide locally)
-                self._fail(error)
+                self._health.fail(error)
             else:
                 return int(wait) / 1_000_000
         return self._reserve_locally(rate, burst, max_wait)
@@ -285,18 +275,18 @@ class RedisCoordinator:
             Whether a slot was given back.
         """
         interval, _ = self._rate_args(rate, 1)
-        names = self._start()
+        names = self._start()[0]
         if rate is None:
             return False
-        if self._healthy:
+        if self._health.healthy:
             try:
                 given = await self._run(scripts.REFUND, (names.gate,), (_wall_us(), interval))
             except Exception as error:  # noqa: BLE001
-                self._fail(error)
+                self._health.fail(error)
             else:
                 return bool(given)
         self.stats.local_decisions += 1
-        return self._local.refund(self._now(), self._local_rate(rate))
+        return self._local.refund(self._health.now(), self._local_rate(rate))
 
     async def pause(self, seconds: float) -> bool:
         """Pause every request of the fleet for ``seconds`` (a 429 was received).
@@ -314,9 +304,9 @@ class RedisCoordinator:
             InvalidArgumentError: If ``seconds`` is not above 0.
         """
         _check_seconds("seconds", seconds, allow_zero=False)
-        names = self._start()
-        extended = self._local.pause(self._now(), seconds)
-        if self._healthy:
+        names = self._start()[0]
+        extended = self._local.pause(self._health.now(), seconds)
+        if self._health.healthy:
             try:
                 started, _left = await self._run(
                     scripts.PAUSE,
@@ -324,7 +314,7 @@ class RedisCoordinator:
                     (_wall_us(), _us(seconds), names.channel, pause_header(self.origin)),
                 )
             except Exception as error:  # noqa: BLE001
-                self._fail(error)
+                self._health.fail(error)
             else:
                 return bool(started)
         self.stats.local_decisions += 1
@@ -373,15 +363,15 @@ class RedisCoordinator:
             Whether a lease of ours was removed in Redis.
         """
         tid = task_id(task_key)
-        names = self._start()
+        names = self._start()[0]
         self._held.discard(tid)
-        if not self._healthy:
+        if not self._health.healthy:
             self.stats.local_decisions += 1
             return False
         try:
             gone = await self._run(scripts.RELEASE, (names.lease(tid),), (self.origin,))
         except Exception as error:  # noqa: BLE001
-            self._fail(error)
+            self._health.fail(error)
             return False
         return bool(gone)
 
@@ -414,10 +404,10 @@ class RedisCoordinator:
             _check_seconds("hold_for", hold_for)
             renew = _us(hold_for) // 1000 + self._lease_ms
         tid = task_id(task_key)
-        names = self._start()
+        names = self._start()[0]
         if final:
             self._held.discard(tid)
-        if not self._healthy:
+        if not self._health.healthy:
             self.stats.dropped_publishes += 1
             return False
         kind = FINAL if final else UPDATE
@@ -437,7 +427,7 @@ class RedisCoordinator:
                 ),
             )
         except Exception as error:  # noqa: BLE001
-            self._fail(error)
+            self._health.fail(error)
             self.stats.dropped_publishes += 1
             return False
         return True
@@ -449,8 +439,8 @@ class RedisCoordinator:
             The observation, or ``None`` when there is none (or Redis is unreachable).
         """
         tid = task_id(task_key)
-        names = self._start()
-        if not self._healthy:
+        names = self._start()[0]
+        if not self._health.healthy:
             self.stats.local_decisions += 1
             return None
         try:
@@ -459,10 +449,10 @@ class RedisCoordinator:
                 pipe.pttl(names.lease(tid))
                 stored, left = await bounded(pipe.execute(), self._timeout)
         except Exception as error:  # noqa: BLE001
-            self._fail(error)
+            self._health.fail(error)
             return None
         self.stats.round_trips += 1
-        return _stored_update(stored, left)
+        return stored_update(stored, left)
 
     async def subscribe(self, task_key: str, callback: UpdateCallback) -> None:
         """Have ``callback`` receive the task's updates published by other processes.
@@ -475,15 +465,14 @@ class RedisCoordinator:
         channel is read.
         """
         tid = task_id(task_key)
-        self._start()
-        self._subscriptions[tid] = callback
-        if self._healthy and not self._reading.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._reading.wait(), self._timeout * 2)
+        channel = self._start()[1]
+        channel.subscriptions[tid] = callback
+        await channel.wait_reading()
 
     def unsubscribe(self, task_key: str) -> None:
         """Stop delivering the task's updates here (no round trip)."""
-        self._subscriptions.pop(task_id(task_key), None)
+        if self._channel is not None:
+            self._channel.subscriptions.pop(task_id(task_key), None)
 
     async def aclose(self) -> None:
         """Release this process's leases, stop listening, close what the coordinator built.
@@ -495,9 +484,11 @@ class RedisCoordinator:
         if self._closed:
             return
         self._closed = True
-        await stop(self._listen_task)
-        await stop(self._probe_task)
-        if self._healthy and self._held and self._names is not None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel.subscriptions.clear()
+        await self._health.close()
+        if self._health.healthy and self._held and self._names is not None:
             names = self._names
             with contextlib.suppress(Exception):
                 async with self._client.pipeline(transaction=False) as pipe:
@@ -505,28 +496,43 @@ class RedisCoordinator:
                         pipe.eval(scripts.RELEASE.source, 1, names.lease(tid), self.origin)
                     await bounded(pipe.execute(), self._timeout)
         self._held.clear()
-        self._subscriptions.clear()
         if self._pool is not None:
             await self._client.aclose()
             await self._pool.disconnect()
 
     # -- internals ----------------------------------------------------------------
 
-    def _now(self) -> float:
-        return self._clock.monotonic() if self._clock is not None else time.monotonic()
-
-    def _start(self) -> Names:
-        """The names in use; starts the fleet channel's listener at the first call."""
+    def _start(self) -> tuple[Names, FleetChannel]:
+        """The names in use and the fleet channel, started at the first call."""
         if self._closed:
             raise ClientClosedError("the fleet coordinator was closed")
-        names = self._names
-        if names is None:
-            names = self._names = Names.of(self.namespace)
-        if self._listen_task is None:
-            self._listen_task = asyncio.get_running_loop().create_task(
-                self._listen_forever(), name="koodrive-fleet-listener"
+        if self._names is None or self._channel is None:
+            self._names = Names.of(self.namespace)
+            self._channel = FleetChannel(
+                self._client,
+                self._names,
+                origin=self.origin,
+                health=self._health,
+                stats=self.stats,
+                timeout=self._timeout,
+                on_pause=self._paused_by_other,
+                describe=self._label,
             )
-        return names
+        return self._names, self._channel
+
+    def _label(self) -> str:
+        return f"fleet coordinator (namespace {self.namespace})"
+
+    def _fallback_text(self) -> str:
+        rate = (
+            f"{self.fallback_rate:g}/s"
+            if self.fallback_rate is not None
+            else f"the fleet's rate / {self.fleet_size}"
+        )
+        return (
+            f"requests at {rate} in this process, every task polled by its own process, "
+            "updates not shared"
+        )
 
     def _rate_args(self, rate: float | None, burst: int) -> tuple[int, int]:
         """The GCRA's interval and burst tolerance in µs, checked once per pair."""
@@ -564,9 +570,9 @@ class RedisCoordinator:
     ) -> Claim:
         _check_seconds("hold_for", hold_for)
         tid = task_id(task_key)
-        names = self._start()
+        names = self._start()[0]
         lease_ms = _us(hold_for) // 1000 + self._lease_ms
-        if self._healthy:
+        if self._health.healthy:
             keys: tuple[str, ...] = (names.lease(tid),)
             args: tuple[object, ...] = (_wall_us(), self.origin, lease_ms, -1, 0, -1)
             if book:
@@ -577,7 +583,7 @@ class RedisCoordinator:
             try:
                 held, left, wait, booked = await self._run(scripts.CLAIM, keys, args)
             except Exception as error:  # noqa: BLE001
-                self._fail(error)
+                self._health.fail(error)
             else:
                 if held:
                     self._held.add(tid)
@@ -600,181 +606,21 @@ class RedisCoordinator:
     def _local_rate(self, rate: float) -> float:
         if self.fallback_rate is not None:
             return self.fallback_rate
-        return rate / self._fleet_size
+        return rate / self.fleet_size
 
     def _reserve_locally(self, rate: float | None, burst: int, max_wait: float | None) -> float:
         self.stats.local_decisions += 1
         if rate is None:
-            return self._local.reserve(self._now(), None, burst, max_wait)
+            return self._local.reserve(self._health.now(), None, burst, max_wait)
         share = self._local_rate(rate)
         local_burst = max(1, math.floor(burst * min(1.0, share / rate)))
-        return self._local.reserve(self._now(), share, local_burst, max_wait)
+        return self._local.reserve(self._health.now(), share, local_burst, max_wait)
 
-    # -- outages ------------------------------------------------------------------
-
-    def _fail(self, error: BaseException) -> None:
-        """Redis failed a call: warn once per outage, decide locally, start probing."""
-        if self._closed or not self._healthy:
-            return
-        self._healthy = False
-        self._recovered.clear()
-        self._down_since = self._now()
-        self.stats.outages += 1
-        rate = (
-            f"{self.fallback_rate:g}/s"
-            if self.fallback_rate is not None
-            else f"the fleet's rate / {self._fleet_size}"
-        )
-        logger.warning(
-            "fleet coordinator (namespace %s): Redis at %s is unreachable or failing (%s: %s); "
-            "deciding locally until Redis is back: requests at %s in this process, "
-            "every task polled by its own process, updates not shared",
-            self.namespace,
-            self._where,
-            type(error).__name__,
-            error,
-            rate,
-        )
-        self._probe_task = asyncio.get_running_loop().create_task(
-            self._probe(), name="koodrive-fleet-probe"
-        )
-
-    async def _probe(self) -> None:
-        """PING Redis with capped, jittered exponential backoff until it answers."""
-        delay = _PROBE_FIRST
-        while True:
-            await self._sleep(delay * (0.5 + random.random()))
-            if await self._answers():
-                break
-            delay = min(_PROBE_MAX, delay * 2)
-        self._healthy = True
-        self._recovered.set()
-        logger.warning(
-            "fleet coordinator (namespace %s): Redis at %s answers again after %.1f s; "
-            "fleet decisions resume",
-            self.namespace,
-            self._where,
-            self._now() - self._down_since,
-        )
-
-    async def _sleep(self, seconds: float) -> None:
-        if self._clock is not None:
-            await self._clock.sleep(seconds)
-        else:
-            await asyncio.sleep(seconds)
-
-    # -- the fleet channel --------------------------------------------------------
-
-    async def _listen_forever(self) -> None:
-        """Keep one listener on the fleet channel while Redis answers."""
-        names = self._names
-        assert names is not None  # noqa: S101 (set by _start before this task)
-        resync = False
-        failures = 0
-        while True:
-            await self._recovered.wait()
-            listener = FleetListener(
-                self._client,
-                names.channel,
-                on_message=self._dispatch,
-                on_ready=self._on_ready if resync else self._count_fleet,
-                on_tick=self._count_fleet,
-                ready=self._reading,
-                keepalive=_KEEPALIVE,
-                timeout=self._timeout,
-            )
-            try:
-                await listener.run()
-            except Exception as error:  # noqa: BLE001
-                failures = 1 if listener.was_ready else failures + 1
-                delay = min(_PROBE_MAX, _PROBE_FIRST * 2 ** (failures - 1))
-                if not await self._answers():
-                    self._fail(error)
-                    continue
-                # Only this connection failed (killed, evicted): decisions stay in Redis.
-                logger.info(
-                    "fleet coordinator (namespace %s): the fleet channel's connection failed "
-                    "(%s); reconnecting in %.1f s",
-                    self.namespace,
-                    type(error).__name__,
-                    delay,
-                )
-                await self._sleep(delay)
-            resync = True
-
-    async def _answers(self) -> bool:
-        """Whether Redis answers a PING now."""
-        try:
-            await bounded(self._client.ping(), self._timeout)
-        except Exception:  # noqa: BLE001
-            return False
-        self.stats.round_trips += 1
-        return True
-
-    async def _on_ready(self) -> None:
-        """After a reconnection: count the fleet, deliver each watched task's latest."""
-        await self._count_fleet()
-        names = self._names
-        watched = list(self._subscriptions)
-        if names is None or not watched:
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for tid in watched:
-                pipe.get(names.latest(tid))
-                pipe.pttl(names.lease(tid))
-            answers = await bounded(pipe.execute(), self._timeout)
-        self.stats.round_trips += 1
-        for index, tid in enumerate(watched):
-            update = _stored_update(answers[2 * index], answers[2 * index + 1])
-            callback = self._subscriptions.get(tid)
-            if update is not None and callback is not None:
-                self._call(callback, update)
-
-    async def _count_fleet(self) -> None:
-        names = self._names
-        if names is None:
-            return
-        counts = await bounded(self._client.pubsub_numsub(names.channel), self._timeout)
-        self.stats.round_trips += 1
-        self._fleet_size = max(1, int(counts[0][1]) if counts else 1)
-
-    def _dispatch(self, data: bytes) -> None:
-        message = parse_message(data)
-        if message is None or message.origin == self.origin:
-            return
-        if message.kind == PAUSE:
-            self._paused_by_other(message)
-            return
-        callback = self._subscriptions.get(message.tid)
-        if callback is None:
-            return
-        self.stats.updates_received += 1
-        self._call(
-            callback,
-            FleetUpdate(message.payload, message.kind == FINAL, message.number / 1000),
-        )
-
-    def _paused_by_other(self, message: Message) -> None:
-        seconds = message.number / 1_000_000
-        self.stats.pauses_received += 1
-        self._local.pause(self._now(), seconds)
+    def _paused_by_other(self, seconds: float) -> None:
+        """Another process paused the fleet: pause local decisions too, tell the core."""
+        self._local.pause(self._health.now(), seconds)
         if self.on_pause is not None:
             try:
                 self.on_pause(seconds)
             except Exception:
                 logger.exception("the fleet's on_pause callback raised; ignoring it")
-
-    @staticmethod
-    def _call(callback: UpdateCallback, update: FleetUpdate) -> None:
-        try:
-            callback(update)
-        except Exception:
-            logger.exception("a fleet update callback raised; ignoring it")
-
-
-def _stored_update(stored: bytes | None, left: int) -> FleetUpdate | None:
-    """A stored observation (kind byte + payload) as an update, with the lease's time left."""
-    if not stored:
-        return None
-    expires = int(left) / 1000 if int(left) >= 0 else None
-    return FleetUpdate(bytes(stored[1:]), stored[:1] == FINAL, expires)
