@@ -245,7 +245,14 @@ def run(quick: bool) -> dict[str, object]:
         rates = [_rate(server.url, n, seconds) for n in ((4,) if quick else (4, 8))]
         _common.print_table(
             f"Shared rate: fleet limit {RATE}/s, burst {BURST}, {seconds:g} s",
-            ["processes", "sends", "rate after 1st s", "min 1-s", "max 1-s", "CPU us/reserve"],
+            [
+                "processes",
+                "sends",
+                "rate after 1st s",
+                "min 1-s",
+                "max 1-s",
+                "worker CPU us/send (all)",
+            ],
             [
                 [
                     r["processes"],
