@@ -251,7 +251,7 @@ def run(quick: bool) -> dict[str, object]:
                 "rate after 1st s",
                 "min 1-s",
                 "max 1-s",
-                "worker CPU us/send (all)",
+                "worker CPU us/reserve (all work)",
             ],
             [
                 [
