@@ -133,7 +133,16 @@ class FleetChannel:
                 _call(callback, update)
 
     async def _count_fleet(self) -> None:
-        counts = await bounded(self._client.pubsub_numsub(self._names.channel), self._timeout)
+        """Count the processes reading the channel (``PUBSUB NUMSUB``).
+
+        Only the fallback rate depends on it, so a server or proxy that refuses the
+        command leaves the last count (on a cluster it counts one node's readers).
+        """
+        try:
+            counts = await bounded(self._client.pubsub_numsub(self._names.channel), self._timeout)
+        except Exception as error:  # noqa: BLE001 (a real outage shows on the channel itself)
+            logger.debug("%s: cannot count the fleet: %r", self._describe(), error)
+            return
         self._stats.round_trips += 1
         self.fleet_size = max(1, int(counts[0][1]) if counts else 1)
 
