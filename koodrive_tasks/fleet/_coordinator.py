@@ -1,0 +1,626 @@
+"""RedisCoordinator: one rate, one 429 pause and one poller per task for many processes.
+
+What lives in Redis (all keys of a namespace share one hash tag, all carry a TTL):
+
+- ``kdt:{ns}:gate`` (hash): the GCRA's theoretical arrival time, the pause's end and
+  the burst tolerance, in the server's microseconds; gone about a second after both
+  lie in the past.
+- ``kdt:{ns}:lease:<task>``: the id of the process that polls the task; it renews the
+  lease at each poll for "until my next poll + lease_ttl".
+- ``kdt:{ns}:latest:<task>``: the latest observation of the task (at most
+  :data:`MAX_PAYLOAD` bytes), kept while the lease lives plus ``lease_ttl``, and for
+  ``final_ttl`` once final.
+- the channel ``kdt:{ns}:events``: task updates and pauses, read by every process on
+  its one pub/sub connection.
+
+Everything else (in-flight places, deadlines, policies, waiters, retries, statistics)
+stays in each process. When Redis is unreachable or failing the coordinator warns once,
+decides locally (a local GCRA at the fallback rate, every claim granted, publications
+dropped), never raises into a wait, and probes Redis with backoff until it answers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ClientClosedError, InvalidArgumentError
+from . import _scripts as scripts
+from ._bounded import bounded
+from ._channel import FleetChannel, UpdateCallback, stored_update
+from ._connect import client_from_url, describe_client, describe_url
+from ._health import Health
+from ._local import LocalGate
+from ._models import Claim, FleetStats, FleetUpdate
+from ._names import (
+    DEFAULT_NAMESPACE,
+    FINAL,
+    UPDATE,
+    Names,
+    check_namespace,
+    namespace_from_identity,
+    pause_header,
+    task_id,
+    update_header,
+)
+
+if TYPE_CHECKING:
+    from .._clock import Clock
+
+logger = logging.getLogger("koodrive_tasks")
+
+MAX_PAYLOAD = 720
+"""Largest observation :meth:`RedisCoordinator.publish` stores, in bytes: with its two
+keys and Redis's own overhead a task then takes at most 1 KiB of the server's memory."""
+
+PauseCallback = Callable[[float], None]
+
+
+def _wall_us() -> int:
+    """The caller's wall clock, for servers that refuse ``TIME`` inside scripts."""
+    return time.time_ns() // 1000
+
+
+def _us(seconds: float) -> int:
+    return math.ceil(seconds * 1_000_000)
+
+
+def _check_seconds(name: str, value: float, *, allow_zero: bool = True) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = "at least 0" if allow_zero else "above 0"
+        raise InvalidArgumentError(
+            f"{name} must be a finite number of seconds {bound}; got {value!r}"
+        )
+
+
+class RedisCoordinator:
+    """Shares one rate limit, one 429 pause and one poller per task across processes.
+
+    Args:
+        redis: A ``redis://``, ``rediss://`` or ``unix://`` URL (needs the ``redis``
+            extra; the coordinator then owns a client over a blocking pool of
+            ``max_connections``), or an asyncio client object of redis-py or valkey-py
+            that the caller keeps and closes.
+        namespace: Separates fleets on one server. Default: derived by
+            :meth:`use_identity` from an app id or user id (a hash, never a secret),
+            else ``"default"``. Every process of one fleet must use the same.
+        lease_ttl: Seconds a task's lease outlives its holder's announced next poll:
+            after a holder dies, another process takes the task over at most this
+            long after the poll it missed.
+        fallback_rate: Requests per second this process may send while Redis is
+            unreachable. ``None``: the fleet's rate divided by the number of processes
+            seen on the fleet channel when Redis last answered (1 if it never did).
+        final_ttl: Seconds a task's final observation stays readable for late joiners.
+        max_connections: Size of the connection pool built from a URL, the pub/sub
+            connection included; a caller waits for a free connection when all are busy.
+        command_timeout: Seconds before a call to Redis counts as failed (waiting for a
+            pooled connection included); the coordinator then decides locally.
+        on_pause: Called with the pause's length in seconds when another process
+            pauses the fleet (see :meth:`pause`).
+        clock: The time source of local decisions and of the probe's backoff
+            (default: the event loop's).
+
+    Raises:
+        InvalidArgumentError: If an argument is out of range, or a URL is given
+            without redis-py installed.
+    """
+
+    def __init__(
+        self,
+        redis: str | Any,
+        *,
+        namespace: str | None = None,
+        lease_ttl: float = 5.0,
+        fallback_rate: float | None = None,
+        final_ttl: float = 30.0,
+        max_connections: int = 16,
+        command_timeout: float = 1.0,
+        on_pause: PauseCallback | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        _check_seconds("lease_ttl", lease_ttl, allow_zero=False)
+        _check_seconds("final_ttl", final_ttl, allow_zero=False)
+        _check_seconds("command_timeout", command_timeout, allow_zero=False)
+        if fallback_rate is not None:
+            _check_seconds("fallback_rate", fallback_rate, allow_zero=False)
+        if max_connections < 2:
+            raise InvalidArgumentError(
+                "max_connections must be at least 2: one is held by the fleet channel"
+            )
+        self._explicit_namespace = None if namespace is None else check_namespace(namespace)
+        self._identity_namespace: str | None = None
+        self._names: Names | None = None
+        if isinstance(redis, str):
+            self._client, self._pool = client_from_url(
+                redis, max_connections=max_connections, connect_timeout=command_timeout
+            )
+            self._where = describe_url(redis)
+        else:
+            self._client, self._pool = redis, None
+            self._where = describe_client(redis)
+        self.lease_ttl = lease_ttl
+        self.fallback_rate = fallback_rate
+        self.final_ttl = final_ttl
+        self.on_pause = on_pause
+        """Called with the pause's seconds when another process pauses the fleet."""
+        self.stats = FleetStats()
+        self.origin = os.urandom(6).hex()
+        """This coordinator's id in leases and messages (random, not secret)."""
+        self._timeout = command_timeout
+        self._lease_ms = _us(lease_ttl) // 1000
+        self._final_ms = _us(final_ttl) // 1000
+        self._rates: dict[tuple[float | None, int], tuple[int, int]] = {}
+        self._held: set[str] = set()
+        self._local = LocalGate()
+        self._health = Health(
+            self._client,
+            timeout=command_timeout,
+            stats=self.stats,
+            clock=clock,
+            describe=lambda: f"{self._label()}: Redis at {self._where}",
+            fallback=self._fallback_text,
+        )
+        self._channel: FleetChannel | None = None  # started at the first call
+        self._closed = False
+
+    # -- identity and state -------------------------------------------------------
+
+    def use_identity(self, identity: str) -> None:
+        """Derive the default namespace from a non-secret identity (app id or user id).
+
+        No effect when a namespace was given explicitly. The client calls this with
+        its credentials' app id or user id; never pass a secret.
+
+        Raises:
+            InvalidArgumentError: If the identity is empty, or the coordinator is in
+                use already under another namespace.
+        """
+        derived = namespace_from_identity(identity)
+        if self._explicit_namespace is not None:
+            return
+        if self._names is not None and self._names.namespace != derived:
+            raise InvalidArgumentError(
+                "the fleet coordinator is in use already; set its identity before the first call"
+            )
+        self._identity_namespace = derived
+
+    @property
+    def namespace(self) -> str:
+        """The namespace in use (or that will be used at the first call)."""
+        if self._names is not None:
+            return self._names.namespace
+        return self._explicit_namespace or self._identity_namespace or DEFAULT_NAMESPACE
+
+    @property
+    def healthy(self) -> bool:
+        """Whether decisions are taken in Redis now (``False``: locally, in an outage)."""
+        return self._health.healthy
+
+    @property
+    def fleet_size(self) -> int:
+        """Processes seen on the fleet channel when Redis last answered (at least 1)."""
+        return 1 if self._channel is None else self._channel.fleet_size
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif self._health.healthy:
+            state = "healthy"
+        else:
+            state = f"fallback for {self._health.now() - self._health.down_since:.1f} s"
+        watched = 0 if self._channel is None else len(self._channel.subscriptions)
+        return (
+            f"<RedisCoordinator namespace={self.namespace!r} redis={self._where} {state} "
+            f"subscriptions={watched} leases={len(self._held)} fleet={self.fleet_size}>"
+        )
+
+    async def __aenter__(self) -> RedisCoordinator:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    # -- admission ----------------------------------------------------------------
+
+    async def reserve(
+        self, rate: float | None, burst: int = 1, *, max_wait: float | None = None
+    ) -> float:
+        """Book the fleet's next request slot: one round trip.
+
+        The fleet as a whole sends at most ``rate`` requests per second, ``burst`` at
+        once after a quiet spell, and none while a pause is on (the slot then lies
+        after it). The slot is taken at once, first come first served, on the
+        server's clock.
+
+        Args:
+            rate: The fleet's requests per second; ``None``: no rate, only pauses.
+            burst: Requests that may go at once after a quiet spell.
+            max_wait: A slot further away than this is not booked.
+
+        Returns:
+            Seconds to wait before sending (0.0: now). More than ``max_wait``: nothing
+            was booked.
+
+        Raises:
+            InvalidArgumentError: If an argument is out of range (before any I/O).
+            ClientClosedError: If the coordinator was closed.
+        """
+        interval, tolerance = self._rate_args(rate, burst)
+        limit = -1 if max_wait is None else _us(max_wait)
+        names = self._start()[0]
+        if self._health.healthy:
+            try:
+                wait, _booked = await self._run(
+                    scripts.RESERVE,
+                    (names.gate,),
+                    (_wall_us(), interval, tolerance, limit),
+                )
+            except Exception as error:  # noqa: BLE001 (any failure of Redis means: decide locally)
+                self._health.fail(error)
+            else:
+                return int(wait) / 1_000_000
+        return self._reserve_locally(rate, burst, max_wait)
+
+    async def refund(self, rate: float | None) -> bool:
+        """Give back one slot booked by :meth:`reserve` and not used: one round trip.
+
+        Nothing is given back while a pause is on: the pause re-timed every slot.
+
+        Returns:
+            Whether a slot was given back.
+        """
+        interval, _ = self._rate_args(rate, 1)
+        names = self._start()[0]
+        if rate is None:
+            return False
+        if self._health.healthy:
+            try:
+                given = await self._run(scripts.REFUND, (names.gate,), (_wall_us(), interval))
+            except Exception as error:  # noqa: BLE001
+                self._health.fail(error)
+            else:
+                return bool(given)
+        self.stats.local_decisions += 1
+        return self._local.refund(self._health.now(), self._local_rate(rate))
+
+    async def pause(self, seconds: float) -> bool:
+        """Pause every request of the fleet for ``seconds`` (a 429 was received).
+
+        One round trip: the pause is set on the server's clock, the rate's timeline
+        moves past its end (the fleet resumes at the rate, not in a burst), and the
+        other processes are told at once on the fleet channel: their ``on_pause``
+        runs, and they must void slots they booked before it. This process's own
+        ``on_pause`` is not called: its caller knows.
+
+        Returns:
+            Whether this started or extended a pause (``False``: one covers it already).
+
+        Raises:
+            InvalidArgumentError: If ``seconds`` is not above 0.
+        """
+        _check_seconds("seconds", seconds, allow_zero=False)
+        names = self._start()[0]
+        extended = self._local.pause(self._health.now(), seconds)
+        if self._health.healthy:
+            try:
+                started, _left = await self._run(
+                    scripts.PAUSE,
+                    (names.gate,),
+                    (_wall_us(), _us(seconds), names.channel, pause_header(self.origin)),
+                )
+            except Exception as error:  # noqa: BLE001
+                self._health.fail(error)
+            else:
+                return bool(started)
+        self.stats.local_decisions += 1
+        return extended
+
+    # -- per task -----------------------------------------------------------------
+
+    async def claim(self, task_key: str, hold_for: float) -> Claim:
+        """Take or renew the task's lease unless another process holds it: one round trip.
+
+        Args:
+            task_key: The task (the core's key; hashed before use).
+            hold_for: Seconds until this process's next renewal (its next poll, the
+                request in flight included); the lease lasts that plus ``lease_ttl``.
+
+        Returns:
+            A :class:`Claim`, true when held. During an outage every claim is granted
+            (``local=True``): each process then polls its own tasks.
+        """
+        return await self._claim(task_key, hold_for, False, None, 1, None)
+
+    async def claim_and_reserve(
+        self,
+        task_key: str,
+        hold_for: float,
+        rate: float | None,
+        burst: int = 1,
+        *,
+        max_wait: float | None = None,
+    ) -> Claim:
+        """:meth:`claim`, and if held, :meth:`reserve` a slot for the poll: one round trip.
+
+        The holder's whole cost per poll: no slot is taken when another process holds
+        the lease.
+
+        Returns:
+            A :class:`Claim` whose ``wait`` is the slot's wait when held.
+        """
+        self._rate_args(rate, burst)
+        return await self._claim(task_key, hold_for, True, rate, burst, max_wait)
+
+    async def release(self, task_key: str) -> bool:
+        """Give up the task's lease if this process holds it: one round trip.
+
+        Returns:
+            Whether a lease of ours was removed in Redis.
+        """
+        tid = task_id(task_key)
+        names = self._start()[0]
+        self._held.discard(tid)
+        if not self._health.healthy:
+            self.stats.local_decisions += 1
+            return False
+        try:
+            gone = await self._run(scripts.RELEASE, (names.lease(tid),), (self.origin,))
+        except Exception as error:  # noqa: BLE001
+            self._health.fail(error)
+            return False
+        return bool(gone)
+
+    async def publish(
+        self, task_key: str, payload: bytes, *, final: bool, hold_for: float | None = None
+    ) -> bool:
+        """Store the task's latest observation and send it to every process: one round trip.
+
+        Args:
+            task_key: The task.
+            payload: The core's encoding of the observation, at most
+                :data:`MAX_PAYLOAD` bytes.
+            final: The task ended: the observation and the lease then stay
+                ``final_ttl`` seconds, and every key of the task is gone after that.
+            hold_for: Also renew this process's lease for that many seconds (plus
+                ``lease_ttl``), as :meth:`claim` would.
+
+        Returns:
+            Whether it was shared (``False`` during an outage: it is dropped).
+
+        Raises:
+            InvalidArgumentError: If the payload is larger than :data:`MAX_PAYLOAD`.
+        """
+        if len(payload) > MAX_PAYLOAD:
+            raise InvalidArgumentError(
+                f"a fleet observation is at most {MAX_PAYLOAD} bytes; got {len(payload)}"
+            )
+        renew = 0
+        if hold_for is not None:
+            _check_seconds("hold_for", hold_for)
+            renew = _us(hold_for) // 1000 + self._lease_ms
+        tid = task_id(task_key)
+        names = self._start()[0]
+        if final:
+            self._held.discard(tid)
+        if not self._health.healthy:
+            self.stats.dropped_publishes += 1
+            return False
+        kind = FINAL if final else UPDATE
+        try:
+            _left = await self._run(
+                scripts.PUBLISH,
+                (names.latest(tid), names.lease(tid)),
+                (
+                    self.origin,
+                    "1" if final else "0",
+                    payload,
+                    self._final_ms,
+                    self._lease_ms,
+                    renew,
+                    names.channel,
+                    update_header(kind, self.origin, tid),
+                ),
+            )
+        except Exception as error:  # noqa: BLE001
+            self._health.fail(error)
+            self.stats.dropped_publishes += 1
+            return False
+        return True
+
+    async def latest(self, task_key: str) -> FleetUpdate | None:
+        """The task's latest observation stored in Redis: one round trip.
+
+        Returns:
+            The observation, or ``None`` when there is none (or Redis is unreachable).
+        """
+        tid = task_id(task_key)
+        names = self._start()[0]
+        if not self._health.healthy:
+            self.stats.local_decisions += 1
+            return None
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(names.latest(tid))
+                pipe.pttl(names.lease(tid))
+                stored, left = await bounded(pipe.execute(), self._timeout)
+        except Exception as error:  # noqa: BLE001
+            self._health.fail(error)
+            return None
+        self.stats.round_trips += 1
+        return stored_update(stored, left)
+
+    async def subscribe(self, task_key: str, callback: UpdateCallback) -> None:
+        """Have ``callback`` receive the task's updates published by other processes.
+
+        One callback per task (a second replaces the first). It runs on the event loop,
+        must not block, and may see an update twice (after a reconnection the latest
+        observation is delivered again): treat updates as idempotent. Returns once the
+        fleet channel is being read, so no update published afterwards is missed
+        (unless Redis is unreachable: then at once). Costs no round trip once the
+        channel is read.
+        """
+        tid = task_id(task_key)
+        channel = self._start()[1]
+        channel.subscriptions[tid] = callback
+        await channel.wait_reading()
+
+    def unsubscribe(self, task_key: str) -> None:
+        """Stop delivering the task's updates here (no round trip)."""
+        if self._channel is not None:
+            self._channel.subscriptions.pop(task_id(task_key), None)
+
+    async def aclose(self) -> None:
+        """Release this process's leases, stop listening, close what the coordinator built.
+
+        Leases go in one round trip, so other processes take their tasks over at once;
+        the client is closed only if the coordinator built it from a URL. Calls after
+        this raise ``ClientClosedError``.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel.subscriptions.clear()
+        await self._health.close()
+        if self._health.healthy and self._held and self._names is not None:
+            names = self._names
+            with contextlib.suppress(Exception):
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for tid in self._held:
+                        pipe.eval(scripts.RELEASE.source, 1, names.lease(tid), self.origin)
+                    await bounded(pipe.execute(), self._timeout)
+        self._held.clear()
+        if self._pool is not None:
+            await self._client.aclose()
+            await self._pool.disconnect()
+
+    # -- internals ----------------------------------------------------------------
+
+    def _start(self) -> tuple[Names, FleetChannel]:
+        """The names in use and the fleet channel, started at the first call."""
+        if self._closed:
+            raise ClientClosedError("the fleet coordinator was closed")
+        if self._names is None or self._channel is None:
+            self._names = Names.of(self.namespace)
+            self._channel = FleetChannel(
+                self._client,
+                self._names,
+                origin=self.origin,
+                health=self._health,
+                stats=self.stats,
+                timeout=self._timeout,
+                on_pause=self._paused_by_other,
+                describe=self._label,
+            )
+        return self._names, self._channel
+
+    def _label(self) -> str:
+        return f"fleet coordinator (namespace {self.namespace})"
+
+    def _fallback_text(self) -> str:
+        rate = (
+            f"{self.fallback_rate:g}/s"
+            if self.fallback_rate is not None
+            else f"the fleet's rate / {self.fleet_size}"
+        )
+        return (
+            f"requests at {rate} in this process, every task polled by its own process, "
+            "updates not shared"
+        )
+
+    def _rate_args(self, rate: float | None, burst: int) -> tuple[int, int]:
+        """The GCRA's interval and burst tolerance in µs, checked once per pair."""
+        key = (rate, burst)
+        cached = self._rates.get(key)
+        if cached is not None:
+            return cached
+        if rate is not None and not (math.isfinite(rate) and rate > 0):
+            raise InvalidArgumentError(
+                f"rate must be above 0 requests per second or None; got {rate!r}"
+            )
+        if not isinstance(burst, int) or burst < 1:
+            raise InvalidArgumentError(f"burst must be an integer of at least 1; got {burst!r}")
+        interval = 0 if rate is None else round(1_000_000 / rate)
+        self._rates[key] = cached = (interval, (burst - 1) * interval)
+        return cached
+
+    async def _run(
+        self, script: scripts.LuaScript, keys: tuple[str, ...], args: tuple[object, ...]
+    ) -> Any:
+        """Run a fleet script (bounded in time) and count its round trips."""
+        answer, sent = await scripts.run_script(self._client, script, keys, args, self._timeout)
+        self.stats.round_trips += 2 if sent else 1
+        self.stats.scripts_sent += sent
+        return answer
+
+    async def _claim(
+        self,
+        task_key: str,
+        hold_for: float,
+        book: bool,
+        rate: float | None,
+        burst: int,
+        max_wait: float | None,
+    ) -> Claim:
+        _check_seconds("hold_for", hold_for)
+        tid = task_id(task_key)
+        names = self._start()[0]
+        lease_ms = _us(hold_for) // 1000 + self._lease_ms
+        if self._health.healthy:
+            keys: tuple[str, ...] = (names.lease(tid),)
+            args: tuple[object, ...] = (_wall_us(), self.origin, lease_ms, -1, 0, -1)
+            if book:
+                interval, tolerance = self._rate_args(rate, burst)
+                limit = -1 if max_wait is None else _us(max_wait)
+                keys = (names.lease(tid), names.gate)
+                args = (_wall_us(), self.origin, lease_ms, interval, tolerance, limit)
+            try:
+                held, left, wait, booked = await self._run(scripts.CLAIM, keys, args)
+            except Exception as error:  # noqa: BLE001
+                self._health.fail(error)
+            else:
+                if held:
+                    self._held.add(tid)
+                else:
+                    self._held.discard(tid)
+                return Claim(
+                    held=bool(held),
+                    expires_in=max(0, int(left)) / 1000,
+                    wait=None if int(wait) < 0 else int(wait) / 1_000_000,
+                    booked=bool(booked),
+                )
+        self._held.add(tid)
+        if not book:
+            self.stats.local_decisions += 1
+            return Claim(True, lease_ms / 1000, local=True)
+        wait_local = self._reserve_locally(rate, burst, max_wait)
+        booked_local = max_wait is None or wait_local <= max_wait
+        return Claim(True, lease_ms / 1000, wait_local, booked_local, local=True)
+
+    def _local_rate(self, rate: float) -> float:
+        if self.fallback_rate is not None:
+            return self.fallback_rate
+        return rate / self.fleet_size
+
+    def _reserve_locally(self, rate: float | None, burst: int, max_wait: float | None) -> float:
+        self.stats.local_decisions += 1
+        if rate is None:
+            return self._local.reserve(self._health.now(), None, burst, max_wait)
+        share = self._local_rate(rate)
+        local_burst = max(1, math.floor(burst * min(1.0, share / rate)))
+        return self._local.reserve(self._health.now(), share, local_burst, max_wait)
+
+    def _paused_by_other(self, seconds: float) -> None:
+        """Another process paused the fleet: pause local decisions too, tell the core."""
+        self._local.pause(self._health.now(), seconds)
+        if self.on_pause is not None:
+            try:
+                self.on_pause(seconds)
+            except Exception:
+                logger.exception("the fleet's on_pause callback raised; ignoring it")
