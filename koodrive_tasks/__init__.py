@@ -13,6 +13,7 @@ the download URL of the finished package::
 from ._auth import AppSignature, BearerToken
 from ._client import KooDriveClient
 from ._clock import AsyncioClock, Clock
+from ._learning import DurationModel, ExpectedDuration, TaskKind
 from ._many import CompletionStream, TaskBatch, UpdateStream
 from ._models import (
     FileResult,
@@ -26,7 +27,8 @@ from ._models import (
     TaskType,
 )
 from ._outcome import TaskOutcome
-from ._policy import PollPolicy, ProgressSample
+from ._policy import PollPlan, PollPolicy
+from ._progress import ProgressSample
 from ._scheduler import ClientStats, Limits, RequestEvent, RetryEvent
 from ._waiter import TaskWaiter
 from .exceptions import (
@@ -66,6 +68,8 @@ __all__ = [
     "ClockSkewError",
     "CompletionStream",
     "ConnectError",
+    "DurationModel",
+    "ExpectedDuration",
     "FileResult",
     "FileStatus",
     "InsecureURLError",
@@ -77,6 +81,7 @@ __all__ = [
     "MalformedResponseError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PollPlan",
     "PollPolicy",
     "ProgressSample",
     "ProgressUpdate",
@@ -92,6 +97,7 @@ __all__ = [
     "TaskError",
     "TaskFailedError",
     "TaskInfo",
+    "TaskKind",
     "TaskOutcome",
     "TaskRef",
     "TaskResultCode",
