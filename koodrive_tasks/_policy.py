@@ -23,8 +23,8 @@ DEFAULT_TIMEOUT = 3600.0
 
 Random = Callable[[], float]
 
-# Constants of the progress-aware schedule (see PollPlan), chosen with
-# benchmarks/bench_polling.py on one seed of its first workload (see benchmarks/README.md).
+# Constants of the progress-aware schedule (see PollPlan); benchmarks/README.md says how
+# they were chosen.
 #
 # At 0 % after w seconds of processing, even a task speeding up like t^2 needs about
 # 10 w in all: sleep a multiple of the time watched instead of a fixed backoff.
@@ -178,10 +178,10 @@ class PollPolicy:
 
     @classmethod
     def interactive(cls, **changes: Any) -> PollPolicy:
-        """Progress-aware polling for a progress bar: the end seen well within a second.
+        """Progress-aware polling for a progress bar: a short task's end seen within a second.
 
-        The bar moves at least every ``progress_max_delay`` (5 s), and the server sees
-        at most about one poll per second of a short task and one per 5 s of a long one.
+        The bar moves at least every ``progress_max_delay`` (5 s); a long task costs a
+        poll every few seconds, a short one a poll or two per second.
 
         Args:
             **changes: Fields to set differently (``timeout``, ``stall_timeout`` ...).
