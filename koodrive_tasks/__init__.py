@@ -14,6 +14,7 @@ from ._auth import AppSignature, BearerToken
 from ._batches import CompletionStream, TaskBatch, UpdateStream
 from ._client import USE_CLIENT_DEFAULT, KooDriveClient, UseClientDefault
 from ._clock import AsyncioClock, Clock
+from ._learning import DurationModel, ExpectedDuration, TaskKind
 from ._limits import Limits
 from ._models import (
     FileResult,
@@ -27,7 +28,8 @@ from ._models import (
     TaskType,
 )
 from ._outcome import TaskOutcome
-from ._policy import PollPlan, PollPolicy, ProgressSample
+from ._policy import PollPlan, PollPolicy
+from ._progress import ProgressSample
 from ._stats import ClientStats, RequestEvent, RetryEvent
 from ._waiter import TaskWaiter
 from .exceptions import (
@@ -70,7 +72,9 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "CompletionStream",
     "ConnectError",
     "CredentialProviderError",
+    "DurationModel",
     "EventLoopMismatchError",
+    "ExpectedDuration",
     "FileResult",
     "FileStatus",
     "InsecureURLError",
@@ -98,6 +102,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "TaskError",
     "TaskFailedError",
     "TaskInfo",
+    "TaskKind",
     "TaskOutcome",
     "TaskRef",
     "TaskResultCode",

@@ -10,7 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from koodrive_tasks import InvalidArgumentError, PollPolicy
-from koodrive_tasks._policy import DEFAULT_TIMEOUT, clip_to_deadline, exponential
 
 NAN = float("nan")
 INF = float("inf")
@@ -38,7 +37,8 @@ def test_defaults_are_valid() -> None:
     assert policy.factor == 2.0
     assert policy.max_delay >= policy.initial_delay
     assert 0 <= policy.jitter <= 1
-    assert policy.timeout == DEFAULT_TIMEOUT
+    assert policy.timeout == 3600.0
+    assert policy.progress_aware is False
     assert policy.retry_after_max >= policy.retry_after_min
 
 
@@ -101,23 +101,34 @@ def test_policy_is_frozen() -> None:
         policy.factor = 3.0  # type: ignore[misc]
 
 
-# --- exponential --------------------------------------------------------------------------
+# --- the exponential backoff ------------------------------------------------------------
+
+
+def plain(initial: float, factor: float, maximum: float) -> PollPolicy:
+    """A policy whose poll_delay is the bare exponential: no jitter."""
+    return PollPolicy(
+        initial_delay=initial,
+        factor=factor,
+        max_delay=maximum,
+        jitter=0.0,
+        progress_max_delay=max(300.0, maximum),
+    )
 
 
 @pytest.mark.parametrize(
-    ("attempt", "expected"),
-    [(0, 1.0), (1, 2.0), (2, 4.0), (3, 8.0), (4, 10.0), (5, 10.0), (-3, 1.0)],
+    ("polls", "expected"),
+    [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (5, 10.0), (6, 10.0), (0, 1.0), (-3, 1.0)],
 )
-def test_exponential_values(attempt: int, expected: float) -> None:
-    """initial * factor ** attempt, capped at maximum; attempt <= 0 gives initial."""
-    assert exponential(attempt, 1.0, 2.0, 10.0) == expected
+def test_exponential_values(polls: int, expected: float) -> None:
+    """initial * factor ** (polls - 1), capped at max_delay; polls <= 1 gives initial."""
+    assert plain(1.0, 2.0, 10.0).poll_delay(polls) == expected
 
 
-@pytest.mark.parametrize("attempt", [10**3, 10**6, 10**12])
-def test_exponential_never_overflows(attempt: int) -> None:
-    """A huge attempt number gives the cap, not an OverflowError or inf."""
-    assert exponential(attempt, 0.5, 2.0, 30.0) == 30.0
-    assert exponential(attempt, 1.0, 1.5, 30.0) == 30.0
+@pytest.mark.parametrize("polls", [10**3, 10**6, 10**12])
+def test_exponential_never_overflows(polls: int) -> None:
+    """A huge poll count gives the cap, not an OverflowError or inf."""
+    assert plain(0.5, 2.0, 30.0).poll_delay(polls) == 30.0
+    assert plain(1.0, 1.5, 30.0).poll_delay(polls) == 30.0
 
 
 def test_exponential_tiny_initial_does_not_overflow() -> None:
@@ -127,11 +138,11 @@ def test_exponential_tiny_initial_does_not_overflow() -> None:
 
 
 def test_exponential_edge_cases() -> None:
-    """factor 1 stays at initial; initial 0 stays 0; initial above maximum is capped."""
-    assert exponential(100, 3.0, 1.0, 10.0) == 3.0
-    assert exponential(100, 0.0, 2.0, 10.0) == 0.0
-    assert exponential(0, 20.0, 2.0, 10.0) == 10.0
-    assert exponential(5, 20.0, 2.0, 10.0) == 10.0
+    """factor 1 stays at initial; initial 0 stays 0; initial equal to the cap stays there."""
+    assert plain(3.0, 1.0, 10.0).poll_delay(101) == 3.0
+    assert plain(0.0, 2.0, 10.0).poll_delay(101) == 0.0
+    assert plain(10.0, 2.0, 10.0).poll_delay(1) == 10.0
+    assert plain(10.0, 2.0, 10.0).poll_delay(6) == 10.0
 
 
 @given(
@@ -142,12 +153,13 @@ def test_exponential_edge_cases() -> None:
     st.floats(min_value=0, max_value=1e6),
 )
 def test_property_exponential_bounded(
-    attempt: int, initial: float, factor: float, maximum: float
+    polls: int, initial: float, factor: float, headroom: float
 ) -> None:
-    """exponential is finite, non-negative and never above the maximum."""
-    value = exponential(attempt, initial, factor, maximum)
+    """The backoff is finite, non-negative and never above max_delay."""
+    policy = plain(initial, factor, initial + headroom)
+    value = policy.poll_delay(polls)
     assert math.isfinite(value)
-    assert 0 <= value <= maximum
+    assert 0 <= value <= policy.max_delay
 
 
 # --- poll_delay ---------------------------------------------------------------------------
@@ -275,35 +287,28 @@ def test_property_retry_delay_bounded(failures: int, retry_after: float | None, 
     assert 0 <= delay <= max(policy.retry_max_delay, 1.2 * policy.retry_after_max)
 
 
-# --- clip_to_deadline ---------------------------------------------------------------------
+# --- presets ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("delay", "now", "deadline", "expected"),
-    [
-        (5.0, 100.0, None, 5.0),
-        (5.0, 100.0, 200.0, 5.0),
-        (5.0, 100.0, 103.0, 3.0),
-        (5.0, 100.0, 105.0, 5.0),
-        (5.0, 100.0, 100.0, 0.0),
-        (5.0, 100.0, 90.0, 0.0),
-        (0.0, 100.0, 90.0, 0.0),
-    ],
-)
-def test_clip_to_deadline(
-    delay: float, now: float, deadline: float | None, expected: float
-) -> None:
-    """A sleep is shortened to end at the deadline, never negative; no deadline leaves it."""
-    assert clip_to_deadline(delay, now, deadline) == expected
+def test_presets_are_progress_aware() -> None:
+    """efficient() and interactive() schedule from progress; the default does not."""
+    assert PollPolicy().progress_aware is False
+    assert PollPolicy.efficient().progress_aware is True
+    assert PollPolicy.interactive().progress_aware is True
 
 
-@given(
-    st.floats(min_value=0, max_value=1e9),
-    st.floats(min_value=0, max_value=1e9),
-    st.floats(min_value=0, max_value=1e9),
-)
-def test_property_clip_never_passes_deadline(delay: float, now: float, deadline: float) -> None:
-    """The clipped sleep is in [0, delay] and ends no later than the deadline (or now)."""
-    clipped = clip_to_deadline(delay, now, deadline)
-    assert 0 <= clipped <= delay
-    assert now + clipped <= max(deadline, now) + 1e-6
+def test_interactive_polls_faster_and_aims_closer() -> None:
+    """The interactive preset looks sooner, more often and aims nearer the end than efficient()."""
+    ui, worker = PollPolicy.interactive(), PollPolicy.efficient()
+    assert ui.initial_delay < 1 < worker.initial_delay
+    assert ui.progress_max_delay <= 5
+    assert ui.end_window < worker.end_window
+
+
+def test_presets_take_changes() -> None:
+    """A preset's fields can be changed in the call, and the result is still validated."""
+    policy = PollPolicy.efficient(timeout=60, stall_timeout=300)
+    assert (policy.timeout, policy.stall_timeout, policy.progress_aware) == (60, 300, True)
+    assert PollPolicy.interactive(jitter=0).jitter == 0
+    with pytest.raises(InvalidArgumentError):
+        PollPolicy.interactive(initial_delay=10)  # above the preset's max_delay

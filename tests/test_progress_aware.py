@@ -1,9 +1,10 @@
-"""Progress-aware polling and stall detection: pure arithmetic, then through the emulator."""
+"""Progress-aware polling, through the public PollPlan: the estimate, the schedule, the
+expectation of a task's duration, then whole waits through the emulator."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from hypothesis import given
@@ -11,42 +12,63 @@ from hypothesis import strategies as st
 
 from koodrive_tasks import (
     BearerToken,
+    ExpectedDuration,
     InvalidArgumentError,
     KooDriveClient,
+    PollPlan,
     PollPolicy,
     ProgressSample,
     TaskStalledError,
     TaskStatus,
     WaitTimeoutError,
 )
-from koodrive_tasks._policy import PollPlan, estimate_end
 from koodrive_tasks.emulator import Emulator, Stall, TaskScript
 from koodrive_tasks.testing import VirtualClock
 
-NO_JITTER = PollPolicy(jitter=0, initial_delay=1.0, progress_aware=True)
+AWARE = PollPolicy(jitter=0, initial_delay=1.0, progress_aware=True)
+SHORTEST = AWARE.initial_delay * 0.2  # the shortest progress-aware gap but one per new value
 S = ProgressSample
+Answer = tuple[float, bool, int]  # (time, processing, progress)
+
+SHAPES: dict[str, Callable[[float], float]] = {
+    "linear": lambda x: x,
+    "ease-in": lambda x: x * x,
+    "ease-out": lambda x: 1 - (1 - x) ** 2,
+    "ease-in-out": lambda x: x * x * (3 - 2 * x),
+}
+
+
+def fed(answers: list[Answer], policy: PollPolicy = AWARE) -> PollPlan:
+    """A plan that has seen ``answers``."""
+    plan = PollPlan(policy)
+    for now, processing, progress in answers:
+        plan.observe(now, processing, progress, lambda: 0.5)
+    return plan
+
+
+def shaped(shape: str, times: tuple[float, ...], duration: float = 100.0) -> list[Answer]:
+    """Answers of a task processing from 0 s for ``duration`` seconds along ``shape``."""
+    curve = SHAPES[shape]
+    return [(t, True, min(99, math.floor(100 * curve(t / duration)))) for t in times]
 
 
 def replay(
-    policy: PollPolicy, pending: float, duration: float, curve: str = "linear", rand: float = 0.5
+    policy: PollPolicy,
+    pending: float,
+    duration: float,
+    shape: str = "linear",
+    rand: float = 0.5,
+    expected: ExpectedDuration | None = None,
 ) -> tuple[int, float]:
     """Drive a PollPlan against an ideal task (integer progress, no noise): (polls, lag)."""
-    shapes = {
-        "linear": lambda x: x,
-        "ease-in": lambda x: x * x,
-        "ease-out": lambda x: 1 - (1 - x) ** 2,
-    }
-    plan, now, polls = PollPlan(policy), 0.0, 0
+    plan, now, polls = PollPlan(policy, expected=expected), 0.0, 0
+    curve = SHAPES[shape]
     while True:
         polls += 1
         if now >= pending + duration:
             return polls, now - pending - duration
         processing = now >= pending
-        progress = (
-            min(99, math.floor(100 * shapes[curve]((now - pending) / duration)))
-            if processing
-            else 0
-        )
+        progress = min(99, math.floor(100 * curve((now - pending) / duration))) if processing else 0
         now += plan.observe(now, processing, progress, lambda: rand)
 
 
@@ -54,204 +76,191 @@ def replay(
 
 
 def test_estimate_from_two_values() -> None:
-    """Each value counts as half a percent in: 9 % at 10 s and 19 % at 20 s is 1 %/s, 100 % at 100.5 s."""
-    assert estimate_end([S(10, 9), S(20, 19)]) == pytest.approx(100.5)
+    """9 % at 10 s and 19 % at 20 s: a steady 1 %/s says 100 % at about 100 s."""
+    assert fed([(10, True, 9), (20, True, 19)]).estimated_end() == pytest.approx(100, rel=0.02)
 
 
-def test_start_bracket_gives_a_rate_from_one_value() -> None:
-    """Seen pending at 0 s and at 9 % at 20 s: it started at about 10 s, so 100 % comes at about 115 s."""
-    assert estimate_end([S(20, 9)], started_after=0.0) == pytest.approx(20 + 90.5 / 0.95)
-    assert estimate_end([S(20, 9)]) is None  # without the bracket one value says nothing
+def test_start_bracket_gives_an_estimate_from_one_value() -> None:
+    """Seen pending at 0 s and at 9 % at 20 s: processing started in between, which gives a rate."""
+    bracketed = fed([(0, False, 0), (20, True, 9)])
+    assert bracketed.started_after == 0
+    end = bracketed.estimated_end()
+    assert end is not None
+    assert 60 < end < 250
+    assert (
+        fed([(20, True, 9)]).estimated_end() is None
+    )  # without the bracket one value says nothing
 
 
 @pytest.mark.parametrize(
-    ("samples", "started_after"),
-    [([], None), ([], 0.0), ([S(5, 0)], 0.0), ([S(5, 30)], None), ([S(5, 0), S(60, 0)], None)],
+    "answers",
+    [
+        [],
+        [(0, False, 0)],
+        [(0, False, 0), (5, True, 0)],
+        [(5, True, 30)],
+        [(5, True, 0), (60, True, 0)],
+    ],
 )
-def test_no_signal_gives_no_estimate(
-    samples: list[ProgressSample], started_after: float | None
-) -> None:
-    """No samples, no rise of at least 1 % (pending, just started, stalled) give no estimate."""
-    assert estimate_end(samples, started_after) is None
+def test_no_signal_gives_no_estimate(answers: list[Answer]) -> None:
+    """Pending, no rise above 0 % or a single value without a start bracket give no estimate."""
+    assert fed(answers).estimated_end() is None
 
 
-def test_a_task_speeding_up_is_not_estimated_late() -> None:
-    """Ease-in (p = t^2/100, done at 100 s): the parabola lands near 100 s; the last two values alone say 112 s."""
-    samples = [S(t, math.floor(t * t / 100)) for t in (30, 50, 70)]
-    assert estimate_end(samples[1:]) == pytest.approx(112.08, abs=0.01)
-    assert estimate_end(samples) == pytest.approx(100, abs=1)
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_estimate_follows_the_shape_of_progress(shape: str) -> None:
+    """Steady, speeding up, slowing down or S-shaped: five values put the end within 3 %."""
+    plan = fed([(0, False, 0), *shaped(shape, (20, 40, 60, 80, 90))])
+    assert plan.estimated_end() == pytest.approx(100, rel=0.03)
 
 
-def test_a_task_slowing_down_is_not_estimated_early() -> None:
-    """Ease-out (done at 100 s): where the rate runs out beats the 86 s of a straight line."""
-    samples = [S(t, math.floor(100 * (1 - (1 - t / 100) ** 2))) for t in (40, 60, 80)]
-    straight = estimate_end(samples[1:])
-    curved = estimate_end(samples)
-    assert straight is not None
-    assert curved is not None
-    assert straight == pytest.approx(85.83, abs=0.01)
-    assert straight < curved < 100
+@pytest.mark.parametrize("shape", list(SHAPES))
+def test_the_end_lies_between_the_edges_of_the_estimate(shape: str) -> None:
+    """The early and late edges the schedule aims at hold the true end on clean curves."""
+    plan = fed([(0, False, 0), *shaped(shape, (20, 40, 60, 80, 90))])
+    early, late = plan.estimated_end(level=0.15), plan.estimated_end(level=0.9)
+    assert early is not None
+    assert late is not None
+    assert early <= 100.5
+    assert late >= 99.5
+    assert late - early <= 15
 
 
 def test_rounding_steps_do_not_drive_the_fit() -> None:
-    """Values less than 5 % apart are not used for the rate when older, wider points exist."""
-    assert estimate_end([S(0, 0), S(50, 50), S(51, 51)]) == pytest.approx(
-        estimate_end([S(0, 0), S(51, 51)])
-    )
+    """A 1 % step next to a wide one barely moves the estimate: each value's rounding is weighed."""
+    wide = fed([(0, True, 0), (51, True, 51)]).estimated_end()
+    with_step = fed([(0, True, 0), (50, True, 50), (51, True, 51)]).estimated_end()
+    assert wide is not None
+    assert with_step == pytest.approx(wide, rel=0.01)
 
 
-def test_sitting_on_a_value_does_not_recede_the_estimate() -> None:
-    """The estimate counts from when the value was first seen, so waiting longer makes the task overdue."""
-    samples = [S(0, 0), S(50, 50)]  # 1 %/s: 49.5 % to go from 50 s
-    assert estimate_end(samples) == pytest.approx(99.5)
-    # overdue by 30 s, then by 90 s: polled again after half the overrun, never sooner than initial_delay
-    assert NO_JITTER.next_delay(
-        9, samples[0], samples[-1], now=129.5, samples=samples
-    ) == pytest.approx(15)
-    assert NO_JITTER.next_delay(
-        9, samples[0], samples[-1], now=189.5, samples=samples
-    ) == pytest.approx(45)
-    assert NO_JITTER.next_delay(
-        9, samples[0], samples[-1], now=100, samples=samples
-    ) == pytest.approx(1)
+def test_the_estimate_assumes_the_task_still_runs() -> None:
+    """Asked later, the estimate is never earlier than the time it is asked for."""
+    plan = fed([(0, True, 0), (50, True, 50)])
+    end = plan.estimated_end()
+    assert end is not None
+    assert plan.estimated_end(now=end + 30) >= end + 30  # type: ignore[operator]
 
 
 # --- the schedule ----------------------------------------------------------------------
 
 
-def test_without_signal_the_delay_is_exponential() -> None:
-    """Pending or not-yet-moving tasks fall back to exponential backoff."""
-    assert NO_JITTER.next_delay(3, None, None, now=10) == NO_JITTER.poll_delay(3)
-    stuck = [S(6, 0)]
-    assert NO_JITTER.next_delay(
-        4, stuck[0], stuck[0], now=14, samples=stuck, started_after=2
-    ) == NO_JITTER.poll_delay(4)
+def test_pending_polls_back_off_with_the_time_waited() -> None:
+    """While pending: initial_delay, then (factor - 1) times the time waited, capped at max_delay."""
+    policy = PollPolicy(jitter=0, initial_delay=2, factor=3, max_delay=50, progress_aware=True)
+    plan = PollPlan(policy)
+    assert plan.observe(0, False, 0) == 2
+    assert plan.observe(2, False, 0) == 4
+    assert plan.observe(6, False, 0) == 12
+    assert plan.observe(18, False, 0) == 36
+    assert plan.observe(54, False, 0) == 50
 
 
-def test_far_from_the_end_the_delay_approaches() -> None:
-    """A fresh estimate that nothing confirms: 90 % of the remainder, within 0.85x the watched time."""
-    samples = [S(0, 0), S(100, 50)]  # 99 s to go, 100 s watched
-    assert NO_JITTER.next_delay(5, None, None, now=100, samples=samples) == pytest.approx(85)
-    samples = [S(0, 0), S(400, 80)]  # 97.5 s to go, 400 s watched
-    assert NO_JITTER.next_delay(5, None, None, now=400, samples=samples) == pytest.approx(
-        97.5 * 0.9
+def test_at_zero_percent_the_gap_grows_with_the_time_watched() -> None:
+    """Processing at 0 %: a multiple of the processing time watched, not a fixed backoff."""
+    plan = fed(
+        [(0, False, 0)], PollPolicy(jitter=0, initial_delay=1, max_delay=1000, progress_aware=True)
     )
+    first = plan.observe(10, True, 0)  # started between 0 s and 10 s: about 5 s watched
+    second = plan.observe(10 + first, True, 0)
+    assert first > 10
+    assert second > first
 
 
-def test_agreeing_estimates_jump_past_the_end() -> None:
-    """When the value just seen confirms the estimate made without it, poll just after the end."""
-    samples = [S(0, 0), S(400, 80), S(480, 96)]  # a steady 0.2 %/s: with or without 96 %, 497.5 s
-    assert estimate_end(samples) == estimate_end(samples[:-1]) == pytest.approx(497.5)
-    assert NO_JITTER.next_delay(6, None, None, now=480, samples=samples) == pytest.approx(
-        17.5 * 1.1 + 0.1
-    )
-    # the same samples looked at later (nothing new seen): only approach
-    assert NO_JITTER.next_delay(7, None, None, now=481, samples=samples) == pytest.approx(
-        16.5 * 0.9
-    )
-    # a value that contradicts the estimate made without it: only approach
-    jumpy = [S(0, 0), S(400, 80), S(480, 99)]
-    end = estimate_end(jumpy)
-    assert end is not None
-    assert abs(end - 497.5) > 0.25 * (end - 480) + 1
-    assert NO_JITTER.next_delay(6, None, None, now=480, samples=jumpy) == pytest.approx(
-        max(1.0, (end - 480) * 0.9)
-    )
+def test_far_from_the_end_the_next_poll_lands_before_it() -> None:
+    """A steady task half done: the next poll comes before the end, to see it closer."""
+    plan = fed([(0, False, 0), (10, True, 10), (50, True, 50)])
+    delay = plan.observe(60, True, 60)
+    assert 60 + delay < 100
 
 
-def test_a_far_jump_past_the_end_is_not_taken() -> None:
-    """Agreeing estimates 97.5 s away: a 10 % margin would cost 9.75 s of lag, so approach once more."""
-    samples = [S(0, 0), S(300, 60), S(400, 80)]
-    assert estimate_end(samples) == estimate_end(samples[:-1]) == pytest.approx(497.5)
-    assert NO_JITTER.next_delay(6, None, None, now=400, samples=samples) == pytest.approx(
-        97.5 * 0.9
-    )
+def test_near_the_end_the_poll_lands_just_after_it() -> None:
+    """Once the late edge is within end_window, the next poll is aimed just past the end."""
+    plan = fed([(0, False, 0), *shaped("linear", (20, 40, 60, 80, 90))])
+    delay = plan.observe(97, True, 97)
+    assert 97 + delay >= 100
+    assert 97 + delay <= 100 + AWARE.end_window
 
 
-def test_near_the_end_the_poll_lands_just_after_the_estimate() -> None:
-    """An estimated second to go is polled 10 % later plus a small constant."""
-    samples = [S(0, 0), S(98.5, 98)]
-    remaining = estimate_end(samples)
-    assert remaining is not None
-    remaining -= 99.5
-    assert remaining <= NO_JITTER.initial_delay
-    assert NO_JITTER.next_delay(5, None, None, now=99.5, samples=samples) == pytest.approx(
-        remaining * 1.1 + 0.1
-    )
-
-
-def test_old_signature_still_works() -> None:
-    """first / previous / latest alone are enough (the three newest values)."""
-    first, previous, latest = S(0, 0), S(200, 40), S(300, 60)
-    assert NO_JITTER.next_delay(
-        6, first, latest, now=300, previous=previous
-    ) == NO_JITTER.next_delay(6, None, None, now=300, samples=[first, previous, latest])
+def test_a_task_sitting_on_a_value_is_polled_with_growing_gaps() -> None:
+    """Stuck at 50 % from 50 s: every gap is at least a tenth of the time sat there, and
+    once past the late edge of the estimate each gap is longer than the one before."""
+    plan = fed([(0, False, 0), (10, True, 10), (50, True, 50)])
+    late = plan.estimated_end(level=0.9)
+    assert late is not None
+    now, polls, previous = 60.0, 0, 0.0
+    while now < 3000:
+        gap = plan.observe(now, True, 50)
+        assert gap >= 0.1 * (now - 50) - 1e-9
+        if now > late + previous:
+            assert gap > previous or gap == AWARE.progress_max_delay
+        previous = gap
+        now += gap
+        polls += 1
+    assert polls <= 30
 
 
 def test_progress_aware_off_ignores_progress() -> None:
-    """With progress_aware off (the default) the delay is the exponential one whatever the samples say."""
+    """Without progress_aware the delay is the exponential one whatever the progress says."""
     policy = PollPolicy(jitter=0)
-    assert policy.next_delay(4, S(0, 0), S(10, 90), now=10) == policy.poll_delay(4)
+    plan = PollPlan(policy)
+    delays = [plan.observe(t, True, p) for t, p in [(0, 0), (1, 40), (3, 80), (7, 99)]]
+    assert delays == [policy.poll_delay(n) for n in range(1, 5)]
+    assert plan.estimated_end() is None
+    assert plan.samples == (S(0, 0),)  # only the first sighting: the rest would cost memory
 
 
 @pytest.mark.parametrize("r", [0.0, 1.0])
 def test_jitter_spreads_progress_delays(r: float) -> None:
     """Progress-aware delays are spread by exactly ±jitter around the same base."""
-    policy = PollPolicy(jitter=0.2, initial_delay=1.0, progress_aware=True)
-    samples = [S(0, 0), S(100, 50)]
-    base = NO_JITTER.next_delay(5, None, None, now=100, samples=samples)
-    delay = policy.next_delay(5, None, None, now=100, samples=samples, rand=lambda: r)
+    answers: list[Answer] = [(0, False, 0), (10, True, 10), (50, True, 50)]
+    jittery = PollPolicy(jitter=0.2, initial_delay=1.0, progress_aware=True)
+    base = fed(answers).observe(60, True, 60, lambda: 0.5)
+    delay = fed(answers, jittery).observe(60, True, 60, lambda: r)
     assert delay == pytest.approx(base * (0.8 if r == 0 else 1.2))
 
 
-@given(
-    polls=st.integers(1, 10_000),
-    start=st.one_of(st.none(), st.floats(0, 1e6)),
-    steps=st.lists(st.tuples(st.floats(0, 1e5), st.integers(0, 30)), max_size=8),
-    later=st.floats(0, 1e6),
-    r=st.floats(0, 1),
+answers_strategy = st.lists(
+    st.tuples(st.booleans(), st.integers(0, 99), st.floats(0, 1)), min_size=1, max_size=60
 )
-def test_next_delay_is_always_within_bounds(
-    polls: int, start: float | None, steps: list[tuple[float, int]], later: float, r: float
+
+
+@given(
+    answers=answers_strategy,
+    policy=st.sampled_from([AWARE, PollPolicy.efficient(), PollPolicy.interactive()]),
+)
+def test_delays_are_always_within_bounds(
+    answers: list[tuple[bool, int, float]], policy: PollPolicy
 ) -> None:
-    """Whatever the samples, the delay is finite and within [0, progress_max_delay]."""
-    policy = PollPolicy(progress_aware=True)
-    at, progress, samples = (start or 0.0) + 1, 0, []
-    for dt, dp in steps:
-        at, progress = at + dt, min(99, progress + dp)
-        if not samples or samples[-1].progress != progress:
-            samples.append(S(at, progress))
-    delay = policy.next_delay(
-        polls, None, None, now=at + later, rand=lambda: r, samples=samples, started_after=start
-    )
-    assert 0 <= delay <= policy.progress_max_delay
-    assert math.isfinite(delay)
+    """Whatever the answers, each delay is finite and within [0, the larger cap]."""
+    plan, now = PollPlan(policy), 0.0
+    ceiling = max(policy.max_delay, policy.progress_max_delay)
+    for processing, progress, r in answers:
+        delay = plan.observe(now, processing, progress, lambda r=r: r)
+        assert math.isfinite(delay)
+        assert 0 <= delay <= ceiling
+        now += delay
 
 
-@given(
-    answers=st.lists(
-        st.tuples(st.booleans(), st.integers(0, 99), st.floats(0, 1)), min_size=1, max_size=60
-    )
-)
+@given(answers=answers_strategy)
 def test_a_delay_below_the_minimum_needs_a_new_progress_value(
     answers: list[tuple[bool, int, float]],
 ) -> None:
-    """Only a poll aimed just after an estimated end comes sooner than initial_delay, and
+    """Only a poll aimed just past an estimated end comes sooner than the shortest gap, and
     there is at most one per change of progress: a task sitting on a value is never hammered."""
-    policy = PollPolicy(jitter=0, progress_aware=True)
-    plan, now, latest, short_since_change = PollPlan(policy), 0.0, None, 0
+    plan, now, latest, short_since_change = PollPlan(AWARE), 0.0, None, 0
     for processing, progress, r in answers:
         if processing and progress != latest:
             latest, short_since_change = progress, 0
         delay = plan.observe(now, processing, progress, lambda r=r: r)
-        short_since_change += delay < policy.initial_delay
+        short_since_change += delay < SHORTEST - 1e-9
         assert short_since_change <= 1, (now, processing, progress, delay)
         now += delay
 
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"progress_max_delay": 0.5}, {"eta_margin": 1.5}, {"stall_timeout": 0}, {"progress_aware": 1}],
+    [{"progress_max_delay": 0.5}, {"end_window": -1}, {"stall_timeout": 0}, {"progress_aware": 1}],
 )
 def test_invalid_progress_settings_are_refused(kwargs: dict[str, object]) -> None:
     """Progress settings are validated at construction."""
@@ -263,37 +272,101 @@ def test_invalid_progress_settings_are_refused(kwargs: dict[str, object]) -> Non
 
 
 def test_plan_brackets_the_start_with_the_last_pending_poll() -> None:
-    """Pending polls back off exponentially; processing started after the last of them."""
-    plan = PollPlan(NO_JITTER)
-    assert plan.observe(0, False, 0, lambda: 0.5) == NO_JITTER.poll_delay(1)
-    assert plan.observe(1, False, 0, lambda: 0.5) == NO_JITTER.poll_delay(2)
-    plan.observe(3, True, 2, lambda: 0.5)
+    """Processing started after the last pending poll; each value is kept with its first sighting."""
+    plan = PollPlan(AWARE)
+    plan.observe(0, False, 0)
+    plan.observe(1, False, 0)
+    plan.observe(3, True, 2)
     assert plan.started_after == 1
-    assert plan.samples == [S(3, 2)]
-    plan.observe(7, True, 2, lambda: 0.5)  # the same value is kept with its first sighting
-    plan.observe(9, True, 5, lambda: 0.5)
-    assert plan.samples == [S(3, 2), S(9, 5)]
-    assert plan.first == S(3, 2)
-    assert plan.latest == S(9, 5)
+    assert plan.samples == (S(3, 2),)
+    plan.observe(7, True, 2)  # the same value is kept with its first sighting
+    plan.observe(9, True, 5)
+    assert plan.samples == (S(3, 2), S(9, 5))
+    assert plan.polls == 5
+
+
+def test_progress_going_back_drops_the_values_above_it() -> None:
+    """A restart (progress falls) voids the values above it, so the samples stay rising."""
+    plan = fed([(0, False, 0), (5, True, 10), (9, True, 30), (12, True, 50), (15, True, 20)])
+    assert [s.progress for s in plan.samples] == [10, 20]
+
+
+def test_observed_duration_is_the_middle_of_both_brackets() -> None:
+    """Started between 0 s and 10 s, ended between 90 s and 100 s: 90 s of processing."""
+    plan = fed([(0, False, 0), (10, True, 8), (50, True, 50), (90, True, 95)])
+    assert plan.observed_duration(100) == pytest.approx(90)
+    assert fed([(10, True, 8), (90, True, 95)]).observed_duration(100) is None  # start unknown
 
 
 @pytest.mark.parametrize("duration", [10.0, 60.0, 600.0, 1800.0])
 def test_steady_task_ends_are_noticed_soon_with_few_polls(duration: float) -> None:
-    """A linear task is detected within a few seconds, with far fewer polls than plain backoff on long tasks."""
-    polls, lag = replay(PollPolicy(progress_aware=True), pending=3, duration=duration)
+    """A linear task is detected within a few seconds, with a handful of polls beyond one per
+    progress_max_delay, far fewer than plain backoff on long tasks."""
+    policy = PollPolicy.efficient(jitter=0)
+    polls, lag = replay(policy, pending=3, duration=duration)
     plain_polls, _ = replay(PollPolicy(), pending=3, duration=duration)
-    assert 0 <= lag <= 6
-    assert polls <= 20
+    assert 0 <= lag <= 8
+    assert polls <= duration / policy.progress_max_delay + 8
     if duration >= 600:
         assert polls * 2 <= plain_polls
 
 
-@pytest.mark.parametrize("curve", ["ease-in", "ease-out"])
-def test_curved_tasks_are_noticed_soon(curve: str) -> None:
+@pytest.mark.parametrize("shape", ["ease-in", "ease-out", "ease-in-out"])
+def test_curved_tasks_are_noticed_soon(shape: str) -> None:
     """Tasks that speed up or slow down are still noticed within a few seconds of their end."""
-    polls, lag = replay(PollPolicy(progress_aware=True), pending=2, duration=300, curve=curve)
-    assert 0 <= lag <= 5
-    assert polls <= 20
+    polls, lag = replay(PollPolicy.efficient(jitter=0), pending=2, duration=300, shape=shape)
+    assert 0 <= lag <= 8
+    assert polls <= 14
+
+
+def test_interactive_notices_a_short_task_within_a_second() -> None:
+    """The interactive preset sees a 10 s task end well within a second, showing its progress."""
+    polls, lag = replay(PollPolicy.interactive(jitter=0), pending=1, duration=10)
+    assert lag < 1
+    assert 6 <= polls <= 20
+
+
+# --- an expected duration ---------------------------------------------------------------
+
+
+def test_an_expected_duration_saves_polls() -> None:
+    """Knowing a task takes about 600 s, a wait needs fewer polls for the same detection."""
+    policy = PollPolicy.efficient(jitter=0)
+    without, _ = replay(policy, pending=3, duration=600, shape="ease-in-out")
+    expected = ExpectedDuration(seconds=600, spread=0.1)
+    with_it, lag_with = replay(
+        policy, pending=3, duration=600, shape="ease-in-out", expected=expected
+    )
+    assert with_it < without
+    assert lag_with <= 8
+
+
+@pytest.mark.parametrize("wrong", [60.0, 6000.0])
+def test_a_wrong_expectation_is_dropped(wrong: float) -> None:
+    """An expectation ten times off does not stop the wait from seeing the end soon."""
+    policy = PollPolicy.efficient(jitter=0)
+    polls, lag = replay(policy, pending=3, duration=600, expected=ExpectedDuration(wrong, 0.1))
+    plain_polls, _ = replay(PollPolicy(), pending=3, duration=600)
+    assert lag <= 12
+    assert polls < plain_polls
+
+
+def test_a_vague_expectation_is_ignored() -> None:
+    """Durations of a kind that are not predictable (spread over 0.5) do not steer the wait."""
+    plan = PollPlan(AWARE, expected=ExpectedDuration(100, spread=1.3))
+    assert plan.expected is None
+    sharp = ExpectedDuration(100, spread=0.2)
+    plan.expected = sharp
+    assert plan.expected == sharp
+
+
+def test_an_expectation_gives_an_estimate_before_progress_moves() -> None:
+    """At 0 %, the expected duration from the estimated start says when the end should come."""
+    plan = fed([(0, False, 0), (10, True, 0)])
+    assert plan.estimated_end() is None
+    plan.expected = ExpectedDuration(200, spread=0.1)
+    plan.observe(12, True, 0)
+    assert plan.estimated_end() == pytest.approx(205, rel=0.05)
 
 
 # --- through the emulator --------------------------------------------------------------
@@ -324,13 +397,11 @@ async def test_progress_aware_polls_less_and_notices_sooner(
 ) -> None:
     """On a steady 30-minute task the progress-aware policy needs far fewer polls and less lag."""
     script = TaskScript(pending_s=2, duration_s=1800)
-    aware_polls, aware_lag = await polls_for(
-        emu, clock, PollPolicy(jitter=0, progress_aware=True), script
-    )
+    aware_polls, aware_lag = await polls_for(emu, clock, PollPolicy.efficient(jitter=0), script)
     plain_polls, plain_lag = await polls_for(emu, clock, PollPolicy(jitter=0), script)
     assert aware_polls * 2 <= plain_polls
     assert aware_lag < plain_lag
-    assert aware_lag < 5
+    assert aware_lag < 8
 
 
 async def test_stall_is_reported_separately_from_the_deadline(
@@ -339,7 +410,7 @@ async def test_stall_is_reported_separately_from_the_deadline(
     """A task stuck at one progress for stall_timeout raises TaskStalledError before the deadline."""
     script = TaskScript(pending_s=0, duration_s=10_000, stalls=(Stall(start=0.1, length=0.8),))
     task_id = emu.add_task(script)
-    policy = PollPolicy(stall_timeout=600, timeout=7200, progress_aware=True)
+    policy = PollPolicy.efficient(stall_timeout=600, timeout=7200)
     async with KooDriveClient(
         emu.url, auth=BearerToken(emu.token), clock=clock, policy=policy, allow_insecure_urls=True
     ) as kd:
