@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Union
 
 import attrs
 
@@ -218,3 +219,7 @@ class TaskRef:
         raise InvalidArgumentError(
             f"expected a TaskRef or a (share_id, task_id) tuple, got {type(value).__name__}"
         )
+
+
+TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
+"""What names a task where many are given: a :class:`TaskRef` or a ``(share_id, task_id[, kdstoken])`` tuple."""
