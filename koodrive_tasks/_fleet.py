@@ -7,8 +7,10 @@ keeps the fleet's rate, its 429 pause and one lease per task. Here:
   the coordinator (the local queue and ``max_in_flight`` stay per process).
 - :class:`Sharing` lets a task's poll stream poll only while this process holds the
   task's lease: the holder publishes what it sees, the other processes listen, and
-  take over when the lease lapses (a dead holder's lease lapses ``lease_ttl`` after the
-  poll it missed).
+  take over when the holder gives the lease up (it says so on the fleet channel) or
+  dies (its heartbeat lapses ``lease_ttl`` after it died, and every process hears of
+  it within a second). Listeners never claim on a timer while the holder lives: their
+  cost does not grow with the number of tasks they listen to.
 - :func:`encode` / :func:`decode`: an observation in at most 720 bytes.
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -53,6 +56,11 @@ class Claim(Protocol):
         """Seconds until the booked slot, if one was booked."""
         ...
 
+    @property
+    def holder(self) -> str | None:
+        """The id of the process holding the lease (when not held: the other one)."""
+        ...
+
 
 class Update(Protocol):
     """An observation another process published (see ``koodrive_tasks.fleet.FleetUpdate``)."""
@@ -67,12 +75,23 @@ class Update(Protocol):
         """Seconds until the publisher's lease lapses, if known."""
         ...
 
+    @property
+    def holder(self) -> str | None:
+        """The id of the process polling the task; ``None``: nobody holds its lease."""
+        ...
+
 
 class Coordinator(Protocol):
     """What the client needs from a fleet coordinator; ``RedisCoordinator`` is one."""
 
     lease_ttl: float
+    origin: str
     on_pause: Callable[[float], None] | None
+    on_holder_gone: Callable[[str], None] | None
+
+    def holder_alive(self, holder: str) -> bool | None:
+        """Whether process ``holder`` lives (``None``: not known here)."""
+        ...
 
     def use_identity(self, identity: str) -> None:
         """Derive the default namespace from a non-secret identity."""
@@ -118,8 +137,8 @@ class Coordinator(Protocol):
         """Store and fan out an observation (and renew our lease)."""
         ...
 
-    async def latest(self, task_key: str) -> Update | None:
-        """The task's latest stored observation."""
+    async def latest_many(self, task_keys: list[str]) -> list[Any]:
+        """Each task's latest stored observation and holder (an ``Update`` or ``None``)."""
         ...
 
     async def subscribe(self, task_key: str, callback: Callable[[Any], None]) -> None:
@@ -208,6 +227,10 @@ def decode(payload: bytes, ref: TaskRef) -> tuple[TaskInfo, bool] | None:
 class Sharing:
     """One lease and one stream of observations per task, across the fleet.
 
+    A stream that did not get its task's lease listens: it polls again only when the
+    holder gives the lease up or dies, or (a holder this process has not seen a
+    heartbeat of) when the lease lapses.
+
     Args:
         coordinator: The fleet's coordinator.
         request_timeout: Seconds a request may take (a lease covers a usual one).
@@ -216,38 +239,104 @@ class Sharing:
     def __init__(self, coordinator: Coordinator, request_timeout: float) -> None:
         self._coordinator = coordinator
         # A lease covers the delay to the next poll and a usual request, not the longest
-        # one: a holder that dies is replaced that much sooner, and a request that runs
-        # past its lease costs at most one poll by another process.
+        # one: a request that runs past its lease costs at most one poll by another process.
         self._margin = min(request_timeout, _REQUEST_MARGIN)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._joining: list[tuple[PollStream, float | None]] = []
+        self._holder_of: dict[PollStream, str] = {}  # listening streams: who polls their task
+        self._listeners: dict[str, set[PollStream]] = {}  # the same, by holder
+        coordinator.on_holder_gone = self._holder_gone
 
     def lease(self, stream: PollStream) -> Lease:
         """The claim a due poll of ``stream`` makes: the request, and a next delay like the last."""
         return Lease(task_key(stream.ref), self._margin + stream.expected_delay())
 
-    def joined(self, stream: PollStream) -> None:
-        """A new stream: show its waits what the fleet saw last, then listen for more."""
-        self._spawn(self._join(stream))
+    def joined(self, stream: PollStream, first_poll_at: float | None) -> None:
+        """A new stream: listen, read what the fleet knows, then start polling or listening.
 
-    async def _join(self, stream: PollStream) -> None:
-        key = task_key(stream.ref)
-        update = await self._coordinator.latest(key)
-        if update is not None:
-            self._heard(stream, update)
-        if not stream.done:
-            await self._coordinator.subscribe(key, lambda update: self._heard(stream, update))
+        The streams that join in one turn of the event loop read the fleet's state in
+        one round trip (per 500). A task another live process polls is not claimed.
+        """
+        self._joining.append((stream, first_poll_at))
+        if len(self._joining) == 1:
+            self._spawn(self._join())
+
+    async def _join(self) -> None:
+        joining, self._joining = self._joining, []
+        coordinator = self._coordinator
+        try:
+            for stream, _ in joining:
+                if not stream.done:  # subscribed first: nothing published later is missed
+                    key = task_key(stream.ref)
+                    await coordinator.subscribe(key, self._callback(stream))
+            updates = await coordinator.latest_many([task_key(s.ref) for s, _ in joining])
+        except Exception:  # the coordinator decides locally when Redis fails: this is a bug
+            logger.exception("fleet mode: joining the fleet's tasks failed; polling them here")
+            updates = [None] * len(joining)
+        for (stream, first_poll_at), update in zip(joining, updates, strict=True):
+            if stream.done:
+                continue
+            if update is not None:
+                self._heard(stream, update)
+            if stream not in self._holder_of:
+                stream.start(first_poll_at)
+
+    def _callback(self, stream: PollStream) -> Callable[[Any], None]:
+        return lambda update: self._heard(stream, update)
 
     def _heard(self, stream: PollStream, update: Update) -> None:
-        decoded = decode(update.payload, stream.ref)
-        if decoded is None:
-            return  # not ours to read (another version): this process polls on its lease
-        info, complete = decoded
-        stream.heard(info, update.lease_expires_in, complete=complete)
+        if update.payload:
+            decoded = decode(update.payload, stream.ref)
+            if decoded is not None:  # else not ours to read (another version)
+                info, complete = decoded
+                stream.heard(info, complete=complete)
+        if stream.done or stream.holds_lease:
+            return  # our own next claim says whether we still hold it
+        holder = update.holder
+        if holder is None:
+            self._forget(stream)
+            stream.poll_soon()  # nobody polls it: claim it
+        elif holder != self._coordinator.origin:
+            self.listen(stream, holder, update.lease_expires_in)
+
+    def listen(self, stream: PollStream, holder: str | None, lease_left: float | None) -> None:
+        """Another process (``holder``) polls ``stream``'s task: hear it instead of polling."""
+        alive = None if holder is None else self._coordinator.holder_alive(holder)
+        if alive is False:
+            self._forget(stream)
+            stream.poll_soon()  # dead: its lease is ours to take
+            return
+        retry_in = None
+        if alive is None:  # not seen alive: claim when its lease lapses
+            retry_in = max(0.05, lease_left or 0.0) * (1 + 0.1 * random.random())
+        if holder is not None:
+            previous = self._holder_of.get(stream)
+            if previous != holder:
+                self._forget(stream)
+                self._holder_of[stream] = holder
+                self._listeners.setdefault(holder, set()).add(stream)
+        stream.listen(retry_in)
+
+    def _forget(self, stream: PollStream) -> None:
+        holder = self._holder_of.pop(stream, None)
+        if holder is not None:
+            streams = self._listeners.get(holder)
+            if streams is not None:
+                streams.discard(stream)
+                if not streams:
+                    del self._listeners[holder]
+
+    def _holder_gone(self, holder: str) -> None:
+        """A process died: the tasks it polled are claimed by the streams listening to them."""
+        for stream in self._listeners.pop(holder, set()):
+            del self._holder_of[stream]
+            stream.poll_soon()
 
     def observed(
         self, stream: PollStream, info: TaskInfo, *, changed: bool, next_delay: float
     ) -> None:
         """Our poll of ``stream``'s task answered: share a change, keep the lease to the next poll."""
+        self._forget(stream)
         hold_for = self._margin + next_delay
         if not (changed or info.is_terminal or hold_for > stream.lease_hold):
             return
@@ -259,9 +348,14 @@ class Sharing:
                 )
             )
 
+    def give_up(self, stream: PollStream) -> None:
+        """``stream`` holds its task's lease but stops polling for now: another process may."""
+        self._spawn(self._coordinator.release(task_key(stream.ref)))
+
     def left(self, stream: PollStream) -> None:
         """The stream ends here: stop listening; give its lease up if this process held it."""
         key = task_key(stream.ref)
+        self._forget(stream)
         self._coordinator.unsubscribe(key)
         if stream.holds_lease:
             self._spawn(self._coordinator.release(key))

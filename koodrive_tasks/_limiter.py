@@ -30,7 +30,7 @@ from ._limits import Limits
 from .exceptions import RequestTimeoutError
 
 if TYPE_CHECKING:
-    from ._fleet import Coordinator
+    from ._fleet import Claim, Coordinator
 
 logger = logging.getLogger("koodrive_tasks")
 
@@ -49,7 +49,16 @@ class Slot:
     dropped). Both are idempotent.
     """
 
-    __slots__ = ("_epoch", "_limiter", "_on_admit", "_state", "held", "lease", "retry_in")
+    __slots__ = (
+        "_epoch",
+        "_limiter",
+        "_on_admit",
+        "_state",
+        "held",
+        "holder",
+        "lease",
+        "retry_in",
+    )
 
     def __init__(
         self,
@@ -68,6 +77,8 @@ class Slot:
         """False when another process holds the task's lease: then it polls, not this one."""
         self.retry_in = 0.0
         """With ``held`` False: seconds until that process's lease lapses."""
+        self.holder: str | None = None
+        """With ``held`` False: the id of the process that holds the lease."""
 
     def __repr__(self) -> str:
         return f"<Slot {self._state.value}>"
@@ -505,7 +516,7 @@ class FleetLimiter(LocalLimiter):
                 if claim.held:
                     self._claimed = head
                 else:
-                    self._not_held(head, claim.expires_in)
+                    self._not_held(head, claim)
             else:
                 claim = await self._coordinator.claim_and_reserve(
                     lease.key, lease.hold_for, limits.rate, limits.burst
@@ -514,7 +525,7 @@ class FleetLimiter(LocalLimiter):
                 if claim.held:
                     self._claimed = head
                 else:
-                    self._not_held(head, claim.expires_in)
+                    self._not_held(head, claim)
         except Exception:  # the coordinator decides locally when Redis fails: this is a bug
             logger.exception("fleet mode: asking the coordinator failed; going on locally")
             wait = 0.0
@@ -528,13 +539,14 @@ class FleetLimiter(LocalLimiter):
         if self._queued:
             self._pump()
 
-    def _not_held(self, head: Slot, expires_in: float) -> None:
+    def _not_held(self, head: Slot, claim: Claim) -> None:
         """Another process polls ``head``'s task: its stream is told, and listens instead."""
         if head._state is not _SlotState.QUEUED:
             return
         head._state = _SlotState.DONE
         head.held = False
-        head.retry_in = expires_in
+        head.retry_in = claim.expires_in
+        head.holder = claim.holder
         self._dequeued()
         head._on_admit(head)
 

@@ -312,9 +312,13 @@ class PollStream:
         if self.done:
             return
         self.state = State.IDLE
+        if self.timer is not None:  # fleet mode may re-time a stream that has one
+            self.timer.cancel()
+            self.timer = None
         clock = self._transport.clock
         when = min(self.next_poll_at, self._stall_at())
-        self.timer = call_later(clock, when - clock.monotonic(), self._on_poll_timer)
+        if when < math.inf:  # else it listens to the fleet until told to poll
+            self.timer = call_later(clock, when - clock.monotonic(), self._on_poll_timer)
 
     def _resume(self) -> None:
         """A wait listens again: send the poll that was due meanwhile."""
@@ -336,6 +340,9 @@ class PollStream:
             # Nobody listens (an `async for` consumer busy elsewhere, or one that left the
             # loop): poll when someone does, rather than for nobody.
             self.state = State.PAUSED
+            if self._sharing is not None and self.holds_lease:
+                self.holds_lease = False  # fleet mode: another process may poll meanwhile
+                self._sharing.give_up(self)
         else:
             self.state = State.QUEUED
             lease = None
@@ -358,40 +365,46 @@ class PollStream:
             self.holds_lease = slot.lease is not None
             self.lease_hold = 0.0 if slot.lease is None else slot.lease.hold_for
             self._guarded(self._send)
-        elif not slot.held:
-            # Another process polls this task: listen to what it shares, and claim the
-            # task again when its lease lapses (it lapses if that process died).
+        elif not slot.held and self._sharing is not None:
+            # Another process polls this task: listen to what it shares until it gives
+            # the task up or dies (the fleet tells), then claim it again.
             self.slot = None
             self.holds_lease = False
-            clock = self._transport.clock
-            self.next_poll_at = clock.monotonic() + max(0.05, slot.retry_in) * (
-                1 + 0.1 * random.random()
-            )
-            self._arm_poll()
+            self.state = State.IDLE
+            self._sharing.listen(self, slot.holder, slot.retry_in)
 
-    def heard(self, info: TaskInfo, lease_expires_in: float | None, *, complete: bool) -> None:
+    # --- fleet mode: what the other processes share -------------------------------------
+
+    def heard(self, info: TaskInfo, *, complete: bool) -> None:
         """Another process of the fleet polled this task and shares what it saw."""
-        self._guarded(lambda: self._heard(info, lease_expires_in, complete=complete))
+        self._guarded(lambda: self._heard(info, complete=complete))
 
-    def _heard(self, info: TaskInfo, lease_expires_in: float | None, *, complete: bool) -> None:
+    def _heard(self, info: TaskInfo, *, complete: bool) -> None:
         if self.done or (self.latest is not None and _rank(info) < _rank(self.latest)):
             return  # old news, or nobody listens any more
         now = self._transport.clock.monotonic()
         if info.is_terminal and not complete:
             self.lease_less = True  # the per-file results did not fit: fetch them once
-            if self.state is State.IDLE and self.timer is not None:
-                self.timer.cancel()
-                self.next_poll_at = now
-                self._arm_poll()
+            self.poll_soon()
             return
         if not info.is_terminal:
             self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
-            if self.state is State.IDLE and not self.holds_lease and lease_expires_in is not None:
-                if self.timer is not None:
-                    self.timer.cancel()
-                self.next_poll_at = now + lease_expires_in * (1 + 0.1 * random.random())
-                self._arm_poll()
         self._seen(info, now, remote=True)
+
+    def listen(self, retry_in: float | None) -> None:
+        """Poll only in ``retry_in`` seconds, or (``None``) when :meth:`poll_soon` says so."""
+        if self.done or self.state is not State.IDLE:
+            return  # a poll of ours is under way: its answer schedules the next
+        now = self._transport.clock.monotonic()
+        self.next_poll_at = math.inf if retry_in is None else now + retry_in
+        self._arm_poll()
+
+    def poll_soon(self) -> None:
+        """Nobody polls this task now (its holder gave it up or died): poll it, now."""
+        if self.done or self.state is not State.IDLE or (self.holds_lease and not self.lease_less):
+            return
+        self.next_poll_at = self._transport.clock.monotonic()
+        self._arm_poll()
 
     def _send(self) -> None:
         now = self._transport.clock.monotonic()
@@ -630,14 +643,15 @@ class PollStreams:
                 stream.fail(self._closed)
                 return stream, stream.subscribe(deadline, listener)
             self._streams[ref] = stream
-            if self.sharing is not None:
-                self.sharing.joined(stream)
             first_poll_at = None
             if resume_polls:
                 stream.plan.polls = resume_polls
                 spread = policy.poll_delay(resume_polls) * random.random()
                 first_poll_at = transport.clock.monotonic() + spread
-            stream.start(first_poll_at)
+            if self.sharing is not None:
+                self.sharing.joined(stream, first_poll_at)  # it starts the stream
+            else:
+                stream.start(first_poll_at)
         return stream, stream.subscribe(deadline, listener)
 
     def discard(self, stream: PollStream) -> None:

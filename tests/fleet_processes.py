@@ -1,4 +1,10 @@
-"""Worker processes of a test fleet (tests/redis_fleet/fleet_worker.py), started and ended by PID."""
+"""Worker processes of a test fleet, started and ended by PID.
+
+``Worker``: a coordinator alone (tests/redis_fleet/fleet_worker.py, settings on its
+command line); ``ClientWorker``: a ``KooDriveClient`` with a coordinator
+(tests/redis_fleet/client_worker.py, settings on the first line of its stdin, which
+holds thousands of task ids).
+"""
 
 from __future__ import annotations
 
@@ -13,20 +19,28 @@ from pathlib import Path
 from typing import Any
 
 WORKER = Path(__file__).parent / "redis_fleet" / "fleet_worker.py"
+CLIENT_WORKER = Path(__file__).parent / "redis_fleet" / "client_worker.py"
 
 
 class Worker:
     """One worker process; its stdout is read line by line."""
 
+    script = WORKER
+
     def __init__(self, settings: dict[str, Any]) -> None:
+        on_stdin = self.script is CLIENT_WORKER
         self.process = subprocess.Popen(  # noqa: S603 (our own script)
-            [sys.executable, str(WORKER), json.dumps(settings)],
+            [sys.executable, str(self.script)] + ([] if on_stdin else [json.dumps(settings)]),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,  # unbuffered: readline() takes one line, the selector sees the rest
         )
         self.lines: list[str] = []
+        if on_stdin:
+            assert self.process.stdin is not None
+            self.process.stdin.write((json.dumps(settings) + "\n").encode())
+            self.process.stdin.flush()
 
     @property
     def pid(self) -> int:
@@ -81,9 +95,17 @@ class Worker:
                 pipe.close()
 
 
-def start(settings: list[dict[str, Any]], *, ready: str = "ready") -> list[Worker]:
+class ClientWorker(Worker):
+    """One process with a ``KooDriveClient`` (and a coordinator unless ``redis`` is unset)."""
+
+    script = CLIENT_WORKER
+
+
+def start(
+    settings: list[dict[str, Any]], *, ready: str = "ready", kind: type[Worker] = Worker
+) -> list[Worker]:
     """Start one worker per settings and wait until each says ``ready``."""
-    workers = [Worker(s) for s in settings]
+    workers = [kind(s) for s in settings]
     try:
         for worker in workers:
             worker.wait_for(ready)

@@ -1,9 +1,9 @@
 """The fleet channel of one coordinator: a listener kept alive, and what it delivers.
 
-One channel per namespace carries every task's updates and every pause; the
-coordinator keeps those of the tasks it was asked to watch. After a reconnection it
-delivers each watched task's stored observation again, since updates published while
-it was away were lost (pub/sub keeps nothing).
+One channel per namespace carries every task's updates and releases and every pause;
+the coordinator keeps those of the tasks it was asked to watch. After a reconnection
+it delivers each watched task's stored observation and lease holder again, since
+messages published while it was away were lost (pub/sub keeps nothing).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ._bounded import bounded, stop
 from ._health import PROBE_FIRST, PROBE_MAX, Health
 from ._listener import FleetListener
 from ._models import FleetStats, FleetUpdate
-from ._names import FINAL, PAUSE, Names, parse_message
+from ._names import FINAL, PAUSE, RELEASED, Names, parse_message
 
 logger = logging.getLogger("koodrive_tasks")
 
@@ -120,17 +120,14 @@ class FleetChannel:
         watched = list(self.subscriptions)
         if not watched:
             return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for tid in watched:
-                pipe.get(self._names.latest(tid))
-                pipe.pttl(self._names.lease(tid))
-            answers = await bounded(pipe.execute(), self._timeout)
-        self._stats.round_trips += 1
-        for index, tid in enumerate(watched):
-            update = stored_update(answers[2 * index], answers[2 * index + 1])
+        updates = await read_stored(self._client, self._names, watched, self._timeout)
+        self._stats.round_trips += 1 + (len(watched) - 1) // STORED_PER_ROUND_TRIP
+        for tid, update in zip(watched, updates, strict=True):
             callback = self.subscriptions.get(tid)
-            if update is not None and callback is not None:
-                _call(callback, update)
+            if callback is not None:
+                # Nothing stored and no lease: nobody polls the task (a release may
+                # have been missed meanwhile), which the listener needs to hear.
+                _call(callback, update or FleetUpdate(b"", False, None, None))
 
     async def _count_fleet(self) -> None:
         """Count the processes reading the channel (``PUBSUB NUMSUB``).
@@ -158,15 +155,54 @@ class FleetChannel:
         if callback is None:
             return
         self._stats.updates_received += 1
-        _call(callback, FleetUpdate(message.payload, message.kind == FINAL, message.number / 1000))
+        if message.kind == RELEASED:
+            update = FleetUpdate(b"", False, None, None)
+        else:
+            final = message.kind == FINAL
+            update = FleetUpdate(message.payload, final, message.number / 1000, message.origin)
+        _call(callback, update)
 
 
-def stored_update(stored: bytes | None, left: int) -> FleetUpdate | None:
-    """A stored observation (kind byte + payload) as an update, with the lease's ms left."""
-    if not stored:
+STORED_PER_ROUND_TRIP = 500
+"""Tasks whose stored observations one pipeline reads."""
+
+
+async def read_stored(
+    client: Any, names: Names, tids: list[str], timeout: float
+) -> list[FleetUpdate | None]:
+    """Each task's stored observation, its lease's holder and time left (``None``: none).
+
+    One pipeline per :data:`STORED_PER_ROUND_TRIP` tasks, each bounded by ``timeout``.
+    """
+    updates: list[FleetUpdate | None] = []
+    for start in range(0, len(tids), STORED_PER_ROUND_TRIP):
+        chunk = tids[start : start + STORED_PER_ROUND_TRIP]
+        async with client.pipeline(transaction=False) as pipe:
+            for tid in chunk:
+                pipe.get(names.latest(tid))
+                pipe.get(names.lease(tid))
+                pipe.pttl(names.lease(tid))
+            answers = await bounded(pipe.execute(), timeout)
+        updates.extend(
+            stored_update(answers[i], answers[i + 1], answers[i + 2])
+            for i in range(0, len(answers), 3)
+        )
+    return updates
+
+
+def stored_update(stored: bytes | None, holder: bytes | None, left: int) -> FleetUpdate | None:
+    """A stored observation (kind byte + payload) as an update, with its lease's holder.
+
+    ``None`` when nothing is stored. No observation but a lease held: an update with
+    an empty payload, so that a listener learns who polls the task.
+    """
+    who = None if holder is None else bytes(holder).decode(errors="replace")
+    if not stored and who is None:
         return None
     expires = int(left) / 1000 if int(left) >= 0 else None
-    return FleetUpdate(bytes(stored[1:]), stored[:1] == FINAL, expires)
+    if not stored:
+        return FleetUpdate(b"", False, expires, who)
+    return FleetUpdate(bytes(stored[1:]), stored[:1] == FINAL, expires, who)
 
 
 def _call(callback: UpdateCallback, update: FleetUpdate) -> None:

@@ -10,8 +10,13 @@ What lives in Redis (all keys of a namespace share one hash tag, all carry a TTL
 - ``kdt:{ns}:latest:<task>``: the latest observation of the task (at most
   :data:`MAX_PAYLOAD` bytes), kept while the lease lives plus ``lease_ttl``, and for
   ``final_ttl`` once final.
-- the channel ``kdt:{ns}:events``: task updates and pauses, read by every process on
-  its one pub/sub connection.
+- ``kdt:{ns}:members``: each process's heartbeat (renewed every second at most, it
+  lapses ``lease_ttl`` after the last). A lease whose holder's heartbeat lapsed goes to
+  the next claimant at once, and every process hears of it within a second: a dead
+  process's tasks are taken over about ``lease_ttl`` after it died, however far away
+  its next polls were.
+- the channel ``kdt:{ns}:events``: task updates, releases and pauses, read by every
+  process on its one pub/sub connection.
 
 Everything else (in-flight places, deadlines, policies, waiters, retries, statistics)
 stays in each process. When Redis is unreachable or failing the coordinator warns once,
@@ -21,6 +26,7 @@ dropped), never raises into a wait, and probes Redis with backoff until it answe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -31,8 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ClientClosedError, InvalidArgumentError
 from . import _scripts as scripts
-from ._bounded import bounded
-from ._channel import FleetChannel, UpdateCallback, stored_update
+from ._bounded import bounded, stop
+from ._channel import STORED_PER_ROUND_TRIP, FleetChannel, UpdateCallback, read_stored
 from ._connect import client_from_url, describe_client, describe_url
 from ._health import Health
 from ._local import LocalGate
@@ -45,6 +51,7 @@ from ._names import (
     check_namespace,
     namespace_from_identity,
     pause_header,
+    release_message,
     task_id,
     update_header,
 )
@@ -59,6 +66,9 @@ MAX_PAYLOAD = 720
 keys and Redis's own overhead a task then takes at most 1 KiB of the server's memory."""
 
 PauseCallback = Callable[[float], None]
+
+HEARTBEAT_EVERY = 1.0
+"""Seconds between heartbeats at most (``lease_ttl / 3`` when shorter)."""
 
 
 def _wall_us() -> int:
@@ -102,6 +112,8 @@ class RedisCoordinator:
             pooled connection included); the coordinator then decides locally.
         on_pause: Called with the pause's length in seconds when another process
             pauses the fleet (see :meth:`pause`).
+        on_holder_gone: Called with a process's id when its heartbeat lapsed: the
+            leases it holds can be claimed now.
         clock: The time source of local decisions and of the probe's backoff
             (default: the event loop's).
 
@@ -121,6 +133,7 @@ class RedisCoordinator:
         max_connections: int = 16,
         command_timeout: float = 1.0,
         on_pause: PauseCallback | None = None,
+        on_holder_gone: Callable[[str], None] | None = None,
         clock: Clock | None = None,
     ) -> None:
         _check_seconds("lease_ttl", lease_ttl, allow_zero=False)
@@ -148,6 +161,8 @@ class RedisCoordinator:
         self.final_ttl = final_ttl
         self.on_pause = on_pause
         """Called with the pause's seconds when another process pauses the fleet."""
+        self.on_holder_gone = on_holder_gone
+        """Called with a process's id when its heartbeat lapsed (its leases are free)."""
         self.stats = FleetStats()
         self.origin = os.urandom(6).hex()
         """This coordinator's id in leases and messages (random, not secret)."""
@@ -166,6 +181,10 @@ class RedisCoordinator:
             fallback=self._fallback_text,
         )
         self._channel: FleetChannel | None = None  # started at the first call
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._members: dict[str, float] = {}  # id -> when its heartbeat lapses (monotonic)
+        self._gone: set[str] = set()  # members reported gone
+        self._members_read = asyncio.Event()  # set by the first heartbeat's answer
         self._closed = False
 
     # -- identity and state -------------------------------------------------------
@@ -203,8 +222,24 @@ class RedisCoordinator:
 
     @property
     def fleet_size(self) -> int:
-        """Processes seen on the fleet channel when Redis last answered (at least 1)."""
+        """Processes alive when Redis last answered (at least 1).
+
+        Counted from their heartbeats, else from the readers of the fleet channel.
+        """
+        if self._members:
+            now = time.monotonic()
+            return max(1, sum(end > now for end in self._members.values()))
         return 1 if self._channel is None else self._channel.fleet_size
+
+    def holder_alive(self, holder: str) -> bool | None:
+        """Whether the process ``holder`` (an ``origin``) was alive at the last heartbeat.
+
+        Returns:
+            ``True`` while its heartbeat lasts, ``False`` once it lapsed, ``None`` when
+            this process has not seen it (a listener then claims when its lease lapses).
+        """
+        end = self._members.get(holder)
+        return None if end is None else end > time.monotonic()
 
     def __repr__(self) -> str:
         if self._closed:
@@ -359,6 +394,9 @@ class RedisCoordinator:
     async def release(self, task_key: str) -> bool:
         """Give up the task's lease if this process holds it: one round trip.
 
+        The other processes are told on the fleet channel (their subscribers get an
+        update with no holder), so one of them claims the task at once.
+
         Returns:
             Whether a lease of ours was removed in Redis.
         """
@@ -369,7 +407,11 @@ class RedisCoordinator:
             self.stats.local_decisions += 1
             return False
         try:
-            gone = await self._run(scripts.RELEASE, (names.lease(tid),), (self.origin,))
+            gone = await self._run(
+                scripts.RELEASE,
+                (names.lease(tid),),
+                (self.origin, names.channel, release_message(self.origin, tid)),
+            )
         except Exception as error:  # noqa: BLE001
             self._health.fail(error)
             return False
@@ -433,26 +475,37 @@ class RedisCoordinator:
         return True
 
     async def latest(self, task_key: str) -> FleetUpdate | None:
-        """The task's latest observation stored in Redis: one round trip.
+        """The task's latest observation stored in Redis, and who polls it: one round trip.
 
         Returns:
-            The observation, or ``None`` when there is none (or Redis is unreachable).
+            The observation (its ``holder`` is the lease's holder; an empty payload
+            when a lease is held but nothing was published yet), or ``None`` when
+            there is neither (or Redis is unreachable).
         """
-        tid = task_id(task_key)
+        return (await self.latest_many([task_key]))[0]
+
+    async def latest_many(self, task_keys: list[str]) -> list[FleetUpdate | None]:
+        """:meth:`latest` of many tasks: one round trip per 500 tasks.
+
+        Returns:
+            One answer per key, in order (all ``None`` when Redis is unreachable).
+        """
+        tids = [task_id(key) for key in task_keys]
         names = self._start()[0]
-        if not self._health.healthy:
-            self.stats.local_decisions += 1
-            return None
+        if not self._health.healthy or not tids:
+            self.stats.local_decisions += bool(tids)
+            return [None] * len(tids)
+        if not self._members_read.is_set():
+            # Who is alive must be known before a caller decides to listen to a holder.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._members_read.wait(), self._timeout)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                pipe.get(names.latest(tid))
-                pipe.pttl(names.lease(tid))
-                stored, left = await bounded(pipe.execute(), self._timeout)
+            updates = await read_stored(self._client, names, tids, self._timeout)
         except Exception as error:  # noqa: BLE001
             self._health.fail(error)
-            return None
-        self.stats.round_trips += 1
-        return stored_update(stored, left)
+            return [None] * len(tids)
+        self.stats.round_trips += 1 + (len(tids) - 1) // STORED_PER_ROUND_TRIP
+        return updates
 
     async def subscribe(self, task_key: str, callback: UpdateCallback) -> None:
         """Have ``callback`` receive the task's updates published by other processes.
@@ -487,13 +540,24 @@ class RedisCoordinator:
         if self._channel is not None:
             await self._channel.close()
             self._channel.subscriptions.clear()
+        await stop(self._heartbeat)
         await self._health.close()
-        if self._health.healthy and self._held and self._names is not None:
+        if self._health.healthy and self._names is not None:
             names = self._names
             with contextlib.suppress(Exception):
                 async with self._client.pipeline(transaction=False) as pipe:
                     for tid in self._held:
-                        pipe.eval(scripts.RELEASE.source, 1, names.lease(tid), self.origin)
+                        message = release_message(self.origin, tid)
+                        pipe.eval(
+                            scripts.RELEASE.source,
+                            1,
+                            names.lease(tid),
+                            self.origin,
+                            names.channel,
+                            message,
+                        )
+                    # Our heartbeat ends now: leases we could not release go at once.
+                    pipe.zadd(names.members, {self.origin: 0}, xx=True)
                     await bounded(pipe.execute(), self._timeout)
         self._held.clear()
         if self._pool is not None:
@@ -508,6 +572,9 @@ class RedisCoordinator:
             raise ClientClosedError("the fleet coordinator was closed")
         if self._names is None or self._channel is None:
             self._names = Names.of(self.namespace)
+            self._heartbeat = asyncio.get_running_loop().create_task(
+                self._beat_forever(), name="koodrive-fleet-heartbeat"
+            )
             self._channel = FleetChannel(
                 self._client,
                 self._names,
@@ -519,6 +586,44 @@ class RedisCoordinator:
                 describe=self._label,
             )
         return self._names, self._channel
+
+    async def _beat_forever(self) -> None:
+        """Renew this process's heartbeat; tell ``on_holder_gone`` of lapsed ones."""
+        names = self._start()[0]
+        every = min(HEARTBEAT_EVERY, self.lease_ttl / 3)
+        lease_us = _us(self.lease_ttl)
+        while True:
+            await self._health.recovered.wait()
+            try:
+                now, flat = await self._run(
+                    scripts.HEARTBEAT, (names.members,), (_wall_us(), self.origin, lease_us)
+                )
+            except Exception as error:  # noqa: BLE001
+                self._health.fail(error)
+                continue
+            self._saw_members(int(now), flat)
+            await asyncio.sleep(every)  # real time: heartbeats lapse on the server's clock
+
+    def _saw_members(self, server_now: int, flat: list[Any]) -> None:
+        local_now = time.monotonic()
+        members = {
+            bytes(flat[i]).decode(errors="replace"): local_now
+            + (float(flat[i + 1]) - server_now) / 1_000_000
+            for i in range(0, len(flat), 2)
+        }
+        self._members = members
+        self._members_read.set()
+        self._gone &= members.keys()
+        for origin, ends in members.items():
+            if ends > local_now:
+                self._gone.discard(origin)
+            elif origin not in self._gone and origin != self.origin:
+                self._gone.add(origin)
+                if self.on_holder_gone is not None:
+                    try:
+                        self.on_holder_gone(origin)
+                    except Exception:
+                        logger.exception("the fleet's on_holder_gone callback raised; ignoring it")
 
     def _label(self) -> str:
         return f"fleet coordinator (namespace {self.namespace})"
@@ -573,15 +678,15 @@ class RedisCoordinator:
         names = self._start()[0]
         lease_ms = _us(hold_for) // 1000 + self._lease_ms
         if self._health.healthy:
-            keys: tuple[str, ...] = (names.lease(tid),)
+            keys: tuple[str, ...] = (names.lease(tid), names.members)
             args: tuple[object, ...] = (_wall_us(), self.origin, lease_ms, -1, 0, -1)
             if book:
                 interval, tolerance = self._rate_args(rate, burst)
                 limit = -1 if max_wait is None else _us(max_wait)
-                keys = (names.lease(tid), names.gate)
+                keys = (names.lease(tid), names.members, names.gate)
                 args = (_wall_us(), self.origin, lease_ms, interval, tolerance, limit)
             try:
-                held, left, wait, booked = await self._run(scripts.CLAIM, keys, args)
+                held, left, wait, booked, holder = await self._run(scripts.CLAIM, keys, args)
             except Exception as error:  # noqa: BLE001
                 self._health.fail(error)
             else:
@@ -594,6 +699,7 @@ class RedisCoordinator:
                     expires_in=max(0, int(left)) / 1000,
                     wait=None if int(wait) < 0 else int(wait) / 1_000_000,
                     booked=bool(booked),
+                    holder=bytes(holder).decode(errors="replace"),
                 )
         self._held.add(tid)
         if not book:

@@ -22,6 +22,9 @@ class Claim:
             ``max_wait`` (then ``wait`` says how far).
         local: Whether the answer was decided in this process because Redis is
             unreachable (the lease then exists nowhere else).
+        holder: The id (``RedisCoordinator.origin``) of the process that holds the
+            lease: ours when held, the other process's when not; ``None`` when
+            decided locally.
     """
 
     held: bool
@@ -29,6 +32,7 @@ class Claim:
     wait: float | None = None
     booked: bool = False
     local: bool = False
+    holder: str | None = None
 
     def __bool__(self) -> bool:
         return self.held
@@ -43,11 +47,16 @@ class FleetUpdate:
         final: Whether the publisher saw the task end.
         lease_expires_in: Seconds until the publisher's lease on the task lapses, when
             known: a listener need not try to claim the task before then.
+        holder: The id of the process that polls the task: the publisher of a live
+            update, the lease's holder for a stored one; ``None`` when nobody holds
+            its lease (it was released, or lapsed): then a listener should claim it.
+            A release arrives as an update with an empty payload and no holder.
     """
 
     payload: bytes
     final: bool
     lease_expires_in: float | None
+    holder: str | None = None
 
 
 @attrs.define

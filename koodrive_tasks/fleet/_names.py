@@ -22,6 +22,7 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 # Message kinds on the fleet channel (the first byte of each message).
 UPDATE = b"U"
 FINAL = b"F"
+RELEASED = b"R"
 PAUSE = b"P"
 
 
@@ -69,18 +70,23 @@ class Names:
     Attributes:
         namespace: The namespace.
         gate: The hash holding the rate's timeline, the pause and the burst tolerance.
-        channel: The fleet channel: task updates and pauses of every process.
+        members: The sorted set of the fleet's live processes: each one's id, scored
+            by when its heartbeat lapses (server µs).
+        channel: The fleet channel: task updates, releases and pauses of every process.
     """
 
     namespace: str
     gate: str
+    members: str
     channel: str
 
     @classmethod
     def of(cls, namespace: str) -> Names:
         """The names of ``namespace``."""
         tag = f"{PREFIX}:{{{namespace}}}"
-        return cls(namespace, gate=f"{tag}:gate", channel=f"{tag}:events")
+        return cls(
+            namespace, gate=f"{tag}:gate", members=f"{tag}:members", channel=f"{tag}:events"
+        )
 
     def lease(self, tid: str) -> str:
         """The key of a task's lease (value: the holder's id)."""
@@ -96,6 +102,11 @@ def update_header(kind: bytes, origin: str, tid: str) -> bytes:
     return kind + origin.encode() + b"\n" + tid.encode()
 
 
+def release_message(origin: str, tid: str) -> bytes:
+    """The message that says a task's lease was given up: nobody polls it now."""
+    return update_header(RELEASED, origin, tid) + b"\n0\n"
+
+
 def pause_header(origin: str) -> bytes:
     """The start of a pause message; the pausing script appends its length."""
     return PAUSE + origin.encode()
@@ -106,12 +117,12 @@ class Message:
     """One message read from the fleet channel.
 
     Attributes:
-        kind: :data:`UPDATE`, :data:`FINAL` or :data:`PAUSE`.
+        kind: :data:`UPDATE`, :data:`FINAL`, :data:`RELEASED` or :data:`PAUSE`.
         origin: The id of the coordinator that sent it.
-        tid: The task's id (updates), else ``""``.
+        tid: The task's id (updates and releases), else ``""``.
         number: Updates: milliseconds left on the task's lease; pauses: the pause in
-            microseconds.
-        payload: Updates: the observation; pauses: ``b""``.
+            microseconds; releases: 0.
+        payload: Updates: the observation; releases and pauses: ``b""``.
     """
 
     kind: bytes
@@ -124,15 +135,15 @@ class Message:
 def parse_message(data: bytes) -> Message | None:
     r"""Read a fleet message, or ``None`` for one this version does not understand.
 
-    Layouts: ``U|F <origin> \n <tid> \n <lease ms> \n <payload>`` and
-    ``P <origin> \n <pause µs>``.
+    Layouts: ``U|F|R <origin> \n <tid> \n <lease ms> \n <payload>`` (a release has
+    no payload) and ``P <origin> \n <pause µs>``.
     """
     kind = data[:1]
     try:
         if kind == PAUSE:
             origin, number = data[1:].split(b"\n", 1)
             return Message(kind, origin.decode(), "", int(number), b"")
-        if kind in (UPDATE, FINAL):
+        if kind in (UPDATE, FINAL, RELEASED):
             origin, tid, number, payload = data[1:].split(b"\n", 3)
             return Message(kind, origin.decode(), tid.decode(), int(number), payload)
     except (ValueError, UnicodeDecodeError):

@@ -68,29 +68,50 @@ local wait, booked = book(KEYS[1], now_us(), tonumber(ARGV[2]), tonumber(ARGV[3]
 return {wait, booked}
 """
 
-# KEYS: lease[, gate]. ARGV: now, owner, lease ms, interval µs (-1: book no slot),
-# tolerance µs, max wait µs. Returns {held 0/1, lease ms left, wait µs (-1: none), booked}.
+# KEYS: lease, members[, gate]. ARGV: now, owner, lease ms, interval µs (-1: book no
+# slot), tolerance µs, max wait µs. Returns {held 0/1, lease ms left, wait µs (-1: none),
+# booked, holder}. A lease whose holder's heartbeat has lapsed (it is in `members` with a
+# score in the past) is taken over at once; a holder not in `members` (no heartbeat
+# seen, or the set was lost) keeps its lease until it lapses.
 _CLAIM = """
 local lease, owner, ms = KEYS[1], ARGV[2], tonumber(ARGV[3])
 local holder = redis.call('GET', lease)
 if holder and holder ~= owner then
-  return {0, redis.call('PTTL', lease), -1, 0}
+  local alive_until = redis.call('ZSCORE', KEYS[2], holder)
+  if not alive_until or tonumber(alive_until) > now_us() then
+    return {0, redis.call('PTTL', lease), -1, 0, holder}
+  end
 end
 redis.call('SET', lease, owner, 'PX', ms)
 local interval = tonumber(ARGV[4])
 if interval < 0 then
-  return {1, ms, -1, 0}
+  return {1, ms, -1, 0, owner}
 end
-local wait, booked = book(KEYS[2], now_us(), interval, tonumber(ARGV[5]), tonumber(ARGV[6]))
-return {1, ms, wait, booked}
+local wait, booked = book(KEYS[3], now_us(), interval, tonumber(ARGV[5]), tonumber(ARGV[6]))
+return {1, ms, wait, booked, owner}
 """
 
-# KEYS: lease. ARGV: owner. Returns 1 if the lease was ours and is gone.
+# KEYS: lease. ARGV: owner, channel, release message. Returns 1 if the lease was ours
+# and is gone; the other processes are told at once, so one of them polls the task.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[2], ARGV[3])
+  return 1
 end
 return 0
+"""
+
+# KEYS: members. ARGV: now, owner, heartbeat ttl µs. Records that `owner` lives for
+# another ttl, forgets processes dead for a minute, and returns {server now µs, the
+# members and their heartbeats' ends (ZRANGE WITHSCORES)}.
+_HEARTBEAT = """
+local now = now_us()
+local ttl = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], num(now + ttl), ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', num(now - 60000000))
+keep_for(KEYS[1], ttl + 60000000)
+return {num(now), redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')}
 """
 
 # KEYS: latest, lease. ARGV: owner, final 0/1, payload, final ttl ms, grace ms,
@@ -179,7 +200,8 @@ RELEASE = LuaScript("release", _RELEASE, uses_prelude=False)
 PUBLISH = LuaScript("publish", _PUBLISH)
 PAUSE = LuaScript("pause", _PAUSE)
 REFUND = LuaScript("refund", _REFUND)
-ALL = (RESERVE, CLAIM, RELEASE, PUBLISH, PAUSE, REFUND)
+HEARTBEAT = LuaScript("heartbeat", _HEARTBEAT)
+ALL = (RESERVE, CLAIM, RELEASE, PUBLISH, PAUSE, REFUND, HEARTBEAT)
 
 
 def is_noscript(error: BaseException) -> bool:

