@@ -137,8 +137,8 @@ class Coordinator(Protocol):
         """Store and fan out an observation (and renew our lease)."""
         ...
 
-    async def latest_many(self, task_keys: list[str]) -> list[Any]:
-        """Each task's latest stored observation and holder (an ``Update`` or ``None``)."""
+    async def join(self, task_keys: list[str], hold_for: float) -> list[Any]:
+        """Each task's latest observation and holder (an ``Update`` or ``None``); take free leases."""
         ...
 
     async def subscribe(self, task_key: str, callback: Callable[[Any], None]) -> None:
@@ -255,7 +255,8 @@ class Sharing:
         """A new stream: listen, read what the fleet knows, then start polling or listening.
 
         The streams that join in one turn of the event loop read the fleet's state in
-        one round trip (per 500). A task another live process polls is not claimed.
+        one round trip (per 500), taking the leases of the tasks nobody polls. A task
+        another live process polls is listened to, not claimed.
         """
         self._joining.append((stream, first_poll_at))
         if len(self._joining) == 1:
@@ -269,7 +270,8 @@ class Sharing:
                 if not stream.done:  # subscribed first: nothing published later is missed
                     key = task_key(stream.ref)
                     await coordinator.subscribe(key, self._callback(stream))
-            updates = await coordinator.latest_many([task_key(s.ref) for s, _ in joining])
+            hold_for = max(self.lease(stream).hold_for for stream, _ in joining)
+            updates = await coordinator.join([task_key(s.ref) for s, _ in joining], hold_for)
         except Exception:  # the coordinator decides locally when Redis fails: this is a bug
             logger.exception("fleet mode: joining the fleet's tasks failed; polling them here")
             updates = [None] * len(joining)

@@ -38,7 +38,13 @@ from typing import TYPE_CHECKING, Any
 from ..exceptions import ClientClosedError, InvalidArgumentError
 from . import _scripts as scripts
 from ._bounded import bounded, stop
-from ._channel import STORED_PER_ROUND_TRIP, FleetChannel, UpdateCallback, read_stored
+from ._channel import (
+    STORED_PER_ROUND_TRIP,
+    FleetChannel,
+    UpdateCallback,
+    read_stored,
+    stored_update,
+)
 from ._connect import client_from_url, describe_client, describe_url
 from ._health import Health
 from ._local import LocalGate
@@ -482,14 +488,32 @@ class RedisCoordinator:
             when a lease is held but nothing was published yet), or ``None`` when
             there is neither (or Redis is unreachable).
         """
-        return (await self.latest_many([task_key]))[0]
+        tid = task_id(task_key)
+        names = self._start()[0]
+        if not self._health.healthy:
+            self.stats.local_decisions += 1
+            return None
+        try:
+            (update,) = await read_stored(self._client, names, [tid], self._timeout)
+        except Exception as error:  # noqa: BLE001
+            self._health.fail(error)
+            return None
+        self.stats.round_trips += 1
+        return update
 
-    async def latest_many(self, task_keys: list[str]) -> list[FleetUpdate | None]:
-        """:meth:`latest` of many tasks: one round trip per 500 tasks.
+    async def join(self, task_keys: list[str], hold_for: float) -> list[FleetUpdate | None]:
+        """Read each task's latest observation and holder; take the leases nobody holds.
+
+        What a process does when it starts waiting on tasks: those another live
+        process polls, it listens to; the others it polls (their leases are now
+        its own, for ``hold_for`` plus ``lease_ttl``). One round trip per 500 tasks.
 
         Returns:
-            One answer per key, in order (all ``None`` when Redis is unreachable).
+            One update per key, in order: its ``holder`` is this process's ``origin``
+            when the lease is ours, its payload empty when nothing was published yet.
+            All ``None`` when Redis is unreachable (every task is then ours, locally).
         """
+        _check_seconds("hold_for", hold_for)
         tids = [task_id(key) for key in task_keys]
         names = self._start()[0]
         if not self._health.healthy or not tids:
@@ -499,12 +523,25 @@ class RedisCoordinator:
             # Who is alive must be known before a caller decides to listen to a holder.
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._members_read.wait(), self._timeout)
+        lease_ms = _us(hold_for) // 1000 + self._lease_ms
+        updates: list[FleetUpdate | None] = []
         try:
-            updates = await read_stored(self._client, names, tids, self._timeout)
+            for start in range(0, len(tids), STORED_PER_ROUND_TRIP):
+                chunk = tids[start : start + STORED_PER_ROUND_TRIP]
+                keys = [names.members]
+                for tid in chunk:
+                    keys += [names.latest(tid), names.lease(tid)]
+                flat = await self._run(
+                    scripts.JOIN, tuple(keys), (_wall_us(), self.origin, lease_ms)
+                )
+                for tid, i in zip(chunk, range(0, len(flat), 3), strict=True):
+                    update = stored_update(flat[i], flat[i + 1], flat[i + 2])
+                    if update is not None and update.holder == self.origin:
+                        self._held.add(tid)
+                    updates.append(update)
         except Exception as error:  # noqa: BLE001
             self._health.fail(error)
-            return [None] * len(tids)
-        self.stats.round_trips += 1 + (len(tids) - 1) // STORED_PER_ROUND_TRIP
+            return updates + [None] * (len(tids) - len(updates))
         return updates
 
     async def subscribe(self, task_key: str, callback: UpdateCallback) -> None:

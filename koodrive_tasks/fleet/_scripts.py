@@ -102,6 +102,36 @@ end
 return 0
 """
 
+# KEYS: members, then each task's latest and lease. ARGV: now, owner, lease ms.
+# For each task: its stored observation, its lease's holder and ms left; the lease is
+# taken first when nobody alive holds it (a joiner polls the tasks nobody polls).
+_JOIN = """
+local owner, ms = ARGV[2], tonumber(ARGV[3])
+local now = nil
+local out = {}
+for i = 2, #KEYS, 2 do
+  local lease = KEYS[i + 1]
+  local holder = redis.call('GET', lease)
+  if holder and holder ~= owner then
+    local alive_until = redis.call('ZSCORE', KEYS[1], holder)
+    if alive_until then
+      now = now or now_us()
+      if tonumber(alive_until) <= now then
+        holder = false
+      end
+    end
+  end
+  if not holder then
+    redis.call('SET', lease, owner, 'PX', ms)
+    holder = owner
+  end
+  out[#out + 1] = redis.call('GET', KEYS[i]) or false
+  out[#out + 1] = holder
+  out[#out + 1] = redis.call('PTTL', lease)
+end
+return out
+"""
+
 # KEYS: members. ARGV: now, owner, heartbeat ttl µs. Records that `owner` lives for
 # another ttl, forgets processes dead for a minute, and returns {server now µs, the
 # members and their heartbeats' ends (ZRANGE WITHSCORES)}.
@@ -201,7 +231,8 @@ PUBLISH = LuaScript("publish", _PUBLISH)
 PAUSE = LuaScript("pause", _PAUSE)
 REFUND = LuaScript("refund", _REFUND)
 HEARTBEAT = LuaScript("heartbeat", _HEARTBEAT)
-ALL = (RESERVE, CLAIM, RELEASE, PUBLISH, PAUSE, REFUND, HEARTBEAT)
+JOIN = LuaScript("join", _JOIN)
+ALL = (RESERVE, CLAIM, RELEASE, PUBLISH, PAUSE, REFUND, HEARTBEAT, JOIN)
 
 
 def is_noscript(error: BaseException) -> bool:

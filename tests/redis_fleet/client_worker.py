@@ -44,6 +44,8 @@ class FleetLog(logging.Handler):
         text = record.getMessage()
         if "unreachable or failing" in text:
             self.outages += 1
+            if len(self.other) < 20:
+                self.other.append(text[:300])
         elif "answers again" in text:
             self.recovered_at.append(time.time())
         elif len(self.other) < 20:
