@@ -355,11 +355,16 @@ class Sharing:
         self._spawn(self._coordinator.release(task_key(stream.ref)))
 
     def left(self, stream: PollStream) -> None:
-        """The stream ends here: stop listening; give its lease up if this process held it."""
+        """The stream ends here: stop listening; give its lease up if this process held it.
+
+        Not after a final observation of ours: its publication ends the lease itself,
+        and a release sent before it would have the listeners poll the task once more.
+        """
         key = task_key(stream.ref)
         self._forget(stream)
         self._coordinator.unsubscribe(key)
-        if stream.holds_lease:
+        ended = stream.latest is not None and stream.latest.is_terminal
+        if stream.holds_lease and not ended:
             self._spawn(self._coordinator.release(key))
 
     def _spawn(self, work: Any) -> None:

@@ -61,9 +61,7 @@ def serve() -> None:
             throttle.clear()
             log.append((arrived, agent, task_id, 429))
             body = {"error_code": "APIGW.0308", "error_msg": "throttled", "request_id": "fleet"}
-            return web.json_response(
-                body, status=429, headers={"Retry-After": f"{retry_after:g}"}
-            )
+            return web.json_response(body, status=429, headers={"Retry-After": f"{retry_after:g}"})
         response = await handler(request)
         log.append((arrived, agent, task_id, response.status))
         return response

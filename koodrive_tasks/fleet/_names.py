@@ -84,9 +84,7 @@ class Names:
     def of(cls, namespace: str) -> Names:
         """The names of ``namespace``."""
         tag = f"{PREFIX}:{{{namespace}}}"
-        return cls(
-            namespace, gate=f"{tag}:gate", members=f"{tag}:members", channel=f"{tag}:events"
-        )
+        return cls(namespace, gate=f"{tag}:gate", members=f"{tag}:members", channel=f"{tag}:events")
 
     def lease(self, tid: str) -> str:
         """The key of a task's lease (value: the holder's id)."""

@@ -100,3 +100,13 @@ async def make_coordinator(
     yield make
     for coordinator in made:
         await coordinator.aclose()
+
+
+@pytest.fixture(scope="session")
+def emulator_process(redis_binary: str) -> Iterator[Any]:
+    """The emulator in a process of its own (tests/fleet_emulator.py), for fleets of processes."""
+    from fleet_emulator import EmulatorProcess
+
+    emulator = EmulatorProcess()
+    yield emulator
+    emulator.stop()
