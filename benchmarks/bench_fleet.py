@@ -38,6 +38,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -170,12 +171,12 @@ def _duplicates(entries: list[Entry]) -> tuple[int, int]:
         by_task[entry[2]].append(entry)
     close = pairs = 0
     for polls in by_task.values():
-        gaps = [b[0] - a[0] for a, b in zip(polls, polls[1:])]
+        gaps = [(b[0] - a[0], a[1] != b[1]) for a, b in pairwise(polls)]
         if not gaps:
             continue
-        interval = statistics.median(gaps)
-        for (a, b), gap in zip(zip(polls, polls[1:]), gaps):
-            if a[1] != b[1]:
+        interval = statistics.median(gap for gap, _ in gaps)
+        for gap, handed_over in gaps:
+            if handed_over:
                 pairs += 1
                 close += gap < 0.5 * interval
     return close, pairs
@@ -213,7 +214,13 @@ def share_phase(
         tasks = emu.add_tasks(count, duration=(20, 60), pending=(0, 5), seed=2)
         _, since = emu.log()
 
-        def kill(start: float, workers: list[fp.Worker], facts: dict[str, Any]) -> None:
+        def kill(
+            start: float,
+            workers: list[fp.Worker],
+            facts: dict[str, Any],
+            since: int = since,
+            tasks: list[str] = tasks,
+        ) -> None:
             _sleep_until(start + until / 4)
             agents = [e[1] for e in polls_of(emu.log(since)[0], tasks)]
             victim = max(set(agents), key=agents.count)

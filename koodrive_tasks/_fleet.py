@@ -61,6 +61,11 @@ class Claim(Protocol):
         """The id of the process holding the lease (when not held: the other one)."""
         ...
 
+    @property
+    def listened(self) -> bool:
+        """Whether other processes listen to the task."""
+        ...
+
 
 class Update(Protocol):
     """An observation another process published (see ``koodrive_tasks.fleet.FleetUpdate``)."""
@@ -111,7 +116,7 @@ class Coordinator(Protocol):
         """Pause the whole fleet."""
         ...
 
-    async def claim(self, task_key: str, hold_for: float) -> Claim:
+    async def claim(self, task_key: str, hold_for: float, *, store: bytes = b"") -> Claim:
         """Take or renew a task's lease unless another process holds it."""
         ...
 
@@ -123,6 +128,7 @@ class Coordinator(Protocol):
         burst: int = 1,
         *,
         max_wait: float | None = None,
+        store: bytes = b"",
     ) -> Claim:
         """Claim, and if held, book a slot: one round trip."""
         ...
@@ -245,11 +251,21 @@ class Sharing:
         self._joining: list[tuple[PollStream, float | None]] = []
         self._holder_of: dict[PollStream, str] = {}  # listening streams: who polls their task
         self._listeners: dict[str, set[PollStream]] = {}  # the same, by holder
+        # Polling streams: their last claim, and the change nobody listened to yet
+        # (stored with the next claim instead of a round trip of its own).
+        self._leases: dict[PollStream, Lease] = {}
+        self._unstored: dict[PollStream, bytes] = {}
         coordinator.on_holder_gone = self._holder_gone
 
     def lease(self, stream: PollStream) -> Lease:
         """The claim a due poll of ``stream`` makes: the request, and a next delay like the last."""
-        return Lease(task_key(stream.ref), self._margin + stream.expected_delay())
+        hold_for = self._margin + stream.expected_delay()
+        lease = Lease(task_key(stream.ref), hold_for, self._unstored.pop(stream, b""))
+        previous = self._leases.get(stream)
+        self._leases[stream] = lease
+        if previous is not None and not previous.listened:
+            lease.listened = False  # until this claim answers
+        return lease
 
     def joined(self, stream: PollStream, first_poll_at: float | None) -> None:
         """A new stream: listen, read what the fleet knows, then start polling or listening.
@@ -287,6 +303,9 @@ class Sharing:
         return lambda update: self._heard(stream, update)
 
     def _heard(self, stream: PollStream, update: Update) -> None:
+        if getattr(update, "joined", False):
+            self._listener_joined(stream)
+            return
         if update.payload:
             decoded = decode(update.payload, stream.ref)
             if decoded is not None:  # else not ours to read (another version)
@@ -300,6 +319,20 @@ class Sharing:
             stream.poll_soon()  # nobody polls it: claim it
         elif holder != self._coordinator.origin:
             self.listen(stream, holder, update.lease_expires_in)
+
+    def _listener_joined(self, stream: PollStream) -> None:
+        """Another process listens to a task we poll: from now on it hears every change."""
+        lease = self._leases.get(stream)
+        if lease is not None:
+            lease.listened = True
+        latest = stream.latest
+        if stream.done or not stream.holds_lease or latest is None:
+            return
+        self._unstored.pop(stream, None)
+        payload, _complete = encode(latest)
+        if payload:
+            key = task_key(stream.ref)
+            self._spawn(self._coordinator.publish(key, payload, final=latest.is_terminal))
 
     def listen(self, stream: PollStream, holder: str | None, lease_left: float | None) -> None:
         """Another process (``holder``) polls ``stream``'s task: hear it instead of polling."""
@@ -340,15 +373,21 @@ class Sharing:
         """Our poll of ``stream``'s task answered: share a change, keep the lease to the next poll."""
         self._forget(stream)
         hold_for = self._margin + next_delay
-        if not (changed or info.is_terminal or hold_for > stream.lease_hold):
-            return
-        payload, _complete = encode(info)
-        if payload:
-            self._spawn(
-                self._coordinator.publish(
-                    task_key(stream.ref), payload, final=info.is_terminal, hold_for=hold_for
+        lease = self._leases.get(stream)
+        listened = lease is None or lease.listened
+        if info.is_terminal or (listened and (changed or hold_for > stream.lease_hold)):
+            payload, _complete = encode(info)
+            if payload:
+                self._spawn(
+                    self._coordinator.publish(
+                        task_key(stream.ref), payload, final=info.is_terminal, hold_for=hold_for
+                    )
                 )
-            )
+        elif changed:
+            # Nobody else listens: the next claim stores it, for a process joining later.
+            payload, _complete = encode(info)
+            if payload:
+                self._unstored[stream] = payload
 
     def give_up(self, stream: PollStream) -> None:
         """``stream`` holds its task's lease but stops polling for now: another process may."""
@@ -362,6 +401,8 @@ class Sharing:
         """
         key = task_key(stream.ref)
         self._forget(stream)
+        self._leases.pop(stream, None)
+        self._unstored.pop(stream, None)
         self._coordinator.unsubscribe(key)
         ended = stream.latest is not None and stream.latest.is_terminal
         if stream.holds_lease and not ended:

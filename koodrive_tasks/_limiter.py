@@ -120,13 +120,17 @@ class Lease:
         key: The task, as the coordinator names it.
         hold_for: Seconds this process expects to hold it: the request and the delay
             to the next poll.
+        store: An earlier observation to store with the claim (nobody listened then).
+        listened: Set from the claim's answer: whether other processes listen.
     """
 
-    __slots__ = ("hold_for", "key")
+    __slots__ = ("hold_for", "key", "listened", "store")
 
-    def __init__(self, key: str, hold_for: float) -> None:
+    def __init__(self, key: str, hold_for: float, store: bytes = b"") -> None:
         self.key = key
         self.hold_for = hold_for
+        self.store = store
+        self.listened = True
 
 
 def _admitted_at_once(_: Slot) -> None:
@@ -511,7 +515,8 @@ class FleetLimiter(LocalLimiter):
             if lease is None:
                 wait: float | None = await self._coordinator.reserve(limits.rate, limits.burst)
             elif self._grant_at is not None:  # a slot is booked already: the lease alone
-                claim = await self._coordinator.claim(lease.key, lease.hold_for)
+                claim = await self._coordinator.claim(lease.key, lease.hold_for, store=lease.store)
+                lease.listened = claim.listened
                 wait = None
                 if claim.held:
                     self._claimed = head
@@ -519,8 +524,9 @@ class FleetLimiter(LocalLimiter):
                     self._not_held(head, claim)
             else:
                 claim = await self._coordinator.claim_and_reserve(
-                    lease.key, lease.hold_for, limits.rate, limits.burst
+                    lease.key, lease.hold_for, limits.rate, limits.burst, store=lease.store
                 )
+                lease.listened = claim.listened
                 wait = claim.wait if claim.held else None
                 if claim.held:
                     self._claimed = head

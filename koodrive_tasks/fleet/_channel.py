@@ -18,7 +18,7 @@ from ._bounded import bounded, stop
 from ._health import PROBE_FIRST, PROBE_MAX, Health
 from ._listener import FleetListener
 from ._models import FleetStats, FleetUpdate
-from ._names import FINAL, PAUSE, RELEASED, Names, parse_message
+from ._names import FINAL, JOINED, PAUSE, RELEASED, Names, parse_message
 
 logger = logging.getLogger("koodrive_tasks")
 
@@ -157,6 +157,8 @@ class FleetChannel:
         self._stats.updates_received += 1
         if message.kind == RELEASED:
             update = FleetUpdate(b"", False, None, None)
+        elif message.kind == JOINED:
+            update = FleetUpdate(b"", False, None, message.origin, joined=True)
         else:
             final = message.kind == FINAL
             update = FleetUpdate(message.payload, final, message.number / 1000, message.origin)

@@ -10,9 +10,12 @@ What lives in Redis (all keys of a namespace share one hash tag, all carry a TTL
 - ``kdt:{ns}:latest:<task>``: the latest observation of the task (at most
   :data:`MAX_PAYLOAD` bytes), kept while the lease lives plus ``lease_ttl``, and for
   ``final_ttl`` once final.
-- ``kdt:{ns}:members``: each process's heartbeat (renewed every second at most, it
-  lapses ``lease_ttl`` after the last). A lease whose holder's heartbeat lapsed goes to
-  the next claimant at once, and every process hears of it within a second: a dead
+- ``kdt:{ns}:ears:<task>``: present while other processes listen to the task; its
+  holder publishes each change at once then, and otherwise stores it with its next
+  claim (no round trip of its own).
+- ``kdt:{ns}:members``: each process's heartbeat (renewed twice a second, it lapses
+  ``lease_ttl`` after the last). A lease whose holder's heartbeat lapsed goes to
+  the next claimant at once, and every process hears of it within half a second: a dead
   process's tasks are taken over about ``lease_ttl`` after it died, however far away
   its next polls were.
 - the channel ``kdt:{ns}:events``: task updates, releases and pauses, read by every
@@ -52,9 +55,11 @@ from ._models import Claim, FleetStats, FleetUpdate
 from ._names import (
     DEFAULT_NAMESPACE,
     FINAL,
+    JOINED,
     UPDATE,
     Names,
     check_namespace,
+    joined_message,
     namespace_from_identity,
     pause_header,
     release_message,
@@ -73,8 +78,8 @@ keys and Redis's own overhead a task then takes at most 1 KiB of the server's me
 
 PauseCallback = Callable[[float], None]
 
-HEARTBEAT_EVERY = 1.0
-"""Seconds between heartbeats at most (``lease_ttl / 3`` when shorter)."""
+HEARTBEAT_EVERY = 0.5
+"""Seconds between heartbeats at most (``lease_ttl / 4`` when shorter)."""
 
 
 def _wall_us() -> int:
@@ -363,19 +368,28 @@ class RedisCoordinator:
 
     # -- per task -----------------------------------------------------------------
 
-    async def claim(self, task_key: str, hold_for: float) -> Claim:
+    async def claim(self, task_key: str, hold_for: float, *, store: bytes = b"") -> Claim:
         """Take or renew the task's lease unless another process holds it: one round trip.
 
         Args:
             task_key: The task (the core's key; hashed before use).
             hold_for: Seconds until this process's next renewal (its next poll, the
                 request in flight included); the lease lasts that plus ``lease_ttl``.
+            store: If held, also store this observation as the task's latest (at most
+                :data:`MAX_PAYLOAD` bytes; not sent to anyone): how a holder whose
+                task nobody else listens to keeps it current for late joiners without
+                a round trip of its own.
 
         Returns:
-            A :class:`Claim`, true when held. During an outage every claim is granted
-            (``local=True``): each process then polls its own tasks.
+            A :class:`Claim`, true when held (``listened`` says whether other processes
+            listen). When not held, this process is counted among the listeners.
+            During an outage every claim is granted (``local=True``): each process
+            then polls its own tasks.
+
+        Raises:
+            InvalidArgumentError: If ``store`` is larger than :data:`MAX_PAYLOAD`.
         """
-        return await self._claim(task_key, hold_for, False, None, 1, None)
+        return await self._claim(task_key, hold_for, False, None, 1, None, store)
 
     async def claim_and_reserve(
         self,
@@ -385,6 +399,7 @@ class RedisCoordinator:
         burst: int = 1,
         *,
         max_wait: float | None = None,
+        store: bytes = b"",
     ) -> Claim:
         """:meth:`claim`, and if held, :meth:`reserve` a slot for the poll: one round trip.
 
@@ -395,7 +410,7 @@ class RedisCoordinator:
             A :class:`Claim` whose ``wait`` is the slot's wait when held.
         """
         self._rate_args(rate, burst)
-        return await self._claim(task_key, hold_for, True, rate, burst, max_wait)
+        return await self._claim(task_key, hold_for, True, rate, burst, max_wait, store)
 
     async def release(self, task_key: str) -> bool:
         """Give up the task's lease if this process holds it: one round trip.
@@ -530,9 +545,12 @@ class RedisCoordinator:
                 chunk = tids[start : start + STORED_PER_ROUND_TRIP]
                 keys = [names.members]
                 for tid in chunk:
-                    keys += [names.latest(tid), names.lease(tid)]
+                    keys += [names.latest(tid), names.lease(tid), names.ears(tid)]
+                joined = update_header(JOINED, self.origin, "")
                 flat = await self._run(
-                    scripts.JOIN, tuple(keys), (_wall_us(), self.origin, lease_ms)
+                    scripts.JOIN,
+                    tuple(keys),
+                    (_wall_us(), self.origin, lease_ms, self._lease_ms, names.channel, joined),
                 )
                 for tid, i in zip(chunk, range(0, len(flat), 3), strict=True):
                     update = stored_update(flat[i], flat[i + 1], flat[i + 2])
@@ -627,7 +645,7 @@ class RedisCoordinator:
     async def _beat_forever(self) -> None:
         """Renew this process's heartbeat; tell ``on_holder_gone`` of lapsed ones."""
         names = self._start()[0]
-        every = min(HEARTBEAT_EVERY, self.lease_ttl / 3)
+        every = min(HEARTBEAT_EVERY, self.lease_ttl / 4)
         lease_us = _us(self.lease_ttl)
         while True:
             await self._health.recovered.wait()
@@ -709,24 +727,40 @@ class RedisCoordinator:
         rate: float | None,
         burst: int,
         max_wait: float | None,
+        store: bytes,
     ) -> Claim:
         _check_seconds("hold_for", hold_for)
+        if len(store) > MAX_PAYLOAD:
+            raise InvalidArgumentError(
+                f"a fleet observation is at most {MAX_PAYLOAD} bytes; got {len(store)}"
+            )
         tid = task_id(task_key)
         names = self._start()[0]
         lease_ms = _us(hold_for) // 1000 + self._lease_ms
         if self._health.healthy:
-            keys: tuple[str, ...] = (names.lease(tid), names.members)
-            args: tuple[object, ...] = (_wall_us(), self.origin, lease_ms, -1, 0, -1)
+            interval, tolerance, limit = -1, 0, -1
             if book:
                 interval, tolerance = self._rate_args(rate, burst)
                 limit = -1 if max_wait is None else _us(max_wait)
-                keys = (names.lease(tid), names.members, names.gate)
-                args = (_wall_us(), self.origin, lease_ms, interval, tolerance, limit)
+            keys = (names.lease(tid), names.members, names.ears(tid), names.gate, names.latest(tid))
+            args = (
+                _wall_us(),
+                self.origin,
+                lease_ms,
+                interval,
+                tolerance,
+                limit,
+                store,
+                self._lease_ms,
+                names.channel,
+                joined_message(self.origin, tid),
+            )
             try:
-                held, left, wait, booked, holder = await self._run(scripts.CLAIM, keys, args)
+                answer = await self._run(scripts.CLAIM, keys, args)
             except Exception as error:  # noqa: BLE001
                 self._health.fail(error)
             else:
+                held, left, wait, booked, holder, listened = answer
                 if held:
                     self._held.add(tid)
                 else:
@@ -737,14 +771,15 @@ class RedisCoordinator:
                     wait=None if int(wait) < 0 else int(wait) / 1_000_000,
                     booked=bool(booked),
                     holder=bytes(holder).decode(errors="replace"),
+                    listened=bool(listened),
                 )
         self._held.add(tid)
         if not book:
             self.stats.local_decisions += 1
-            return Claim(True, lease_ms / 1000, local=True)
+            return Claim(True, lease_ms / 1000, local=True, listened=False)
         wait_local = self._reserve_locally(rate, burst, max_wait)
         booked_local = max_wait is None or wait_local <= max_wait
-        return Claim(True, lease_ms / 1000, wait_local, booked_local, local=True)
+        return Claim(True, lease_ms / 1000, wait_local, booked_local, local=True, listened=False)
 
     def _local_rate(self, rate: float) -> float:
         if self.fallback_rate is not None:

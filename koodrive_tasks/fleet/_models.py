@@ -25,6 +25,9 @@ class Claim:
         holder: The id (``RedisCoordinator.origin``) of the process that holds the
             lease: ours when held, the other process's when not; ``None`` when
             decided locally.
+        listened: Whether other processes listen to the task (they claimed it, or
+            joined it, while this process held it): then the holder publishes each
+            change at once; else it passes it to its next claim (``store=``).
     """
 
     held: bool
@@ -33,6 +36,7 @@ class Claim:
     booked: bool = False
     local: bool = False
     holder: str | None = None
+    listened: bool = True
 
     def __bool__(self) -> bool:
         return self.held
@@ -51,12 +55,15 @@ class FleetUpdate:
             update, the lease's holder for a stored one; ``None`` when nobody holds
             its lease (it was released, or lapsed): then a listener should claim it.
             A release arrives as an update with an empty payload and no holder.
+        joined: Another process started listening to the task: its holder should
+            publish what it saw last (the payload is empty).
     """
 
     payload: bytes
     final: bool
     lease_expires_in: float | None
     holder: str | None = None
+    joined: bool = False
 
 
 @attrs.define

@@ -23,6 +23,7 @@ _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 UPDATE = b"U"
 FINAL = b"F"
 RELEASED = b"R"
+JOINED = b"J"
 PAUSE = b"P"
 
 
@@ -94,6 +95,10 @@ class Names:
         """The key of a task's latest observation (value: a kind byte, then the payload)."""
         return f"{PREFIX}:{{{self.namespace}}}:latest:{tid}"
 
+    def ears(self, tid: str) -> str:
+        """The key that says other processes listen to a task (its holder then publishes)."""
+        return f"{PREFIX}:{{{self.namespace}}}:ears:{tid}"
+
 
 def update_header(kind: bytes, origin: str, tid: str) -> bytes:
     """The start of an update message; the publishing script appends the rest."""
@@ -103,6 +108,11 @@ def update_header(kind: bytes, origin: str, tid: str) -> bytes:
 def release_message(origin: str, tid: str) -> bytes:
     """The message that says a task's lease was given up: nobody polls it now."""
     return update_header(RELEASED, origin, tid) + b"\n0\n"
+
+
+def joined_message(origin: str, tid: str) -> bytes:
+    """The message that says a process started listening to a task (its holder publishes)."""
+    return update_header(JOINED, origin, tid) + b"\n0\n"
 
 
 def pause_header(origin: str) -> bytes:
@@ -115,12 +125,13 @@ class Message:
     """One message read from the fleet channel.
 
     Attributes:
-        kind: :data:`UPDATE`, :data:`FINAL`, :data:`RELEASED` or :data:`PAUSE`.
+        kind: :data:`UPDATE`, :data:`FINAL`, :data:`RELEASED`, :data:`JOINED` or
+            :data:`PAUSE`.
         origin: The id of the coordinator that sent it.
         tid: The task's id (updates and releases), else ``""``.
         number: Updates: milliseconds left on the task's lease; pauses: the pause in
-            microseconds; releases: 0.
-        payload: Updates: the observation; releases and pauses: ``b""``.
+            microseconds; releases and joins: 0.
+        payload: Updates: the observation; releases, joins and pauses: ``b""``.
     """
 
     kind: bytes
@@ -133,15 +144,15 @@ class Message:
 def parse_message(data: bytes) -> Message | None:
     r"""Read a fleet message, or ``None`` for one this version does not understand.
 
-    Layouts: ``U|F|R <origin> \n <tid> \n <lease ms> \n <payload>`` (a release has
-    no payload) and ``P <origin> \n <pause µs>``.
+    Layouts: ``U|F|R|J <origin> \n <tid> \n <lease ms> \n <payload>`` (a release or
+    a join has no payload) and ``P <origin> \n <pause µs>``.
     """
     kind = data[:1]
     try:
         if kind == PAUSE:
             origin, number = data[1:].split(b"\n", 1)
             return Message(kind, origin.decode(), "", int(number), b"")
-        if kind in (UPDATE, FINAL, RELEASED):
+        if kind in (UPDATE, FINAL, RELEASED, JOINED):
             origin, tid, number, payload = data[1:].split(b"\n", 3)
             return Message(kind, origin.decode(), tid.decode(), int(number), payload)
     except (ValueError, UnicodeDecodeError):

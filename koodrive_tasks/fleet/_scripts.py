@@ -68,27 +68,41 @@ local wait, booked = book(KEYS[1], now_us(), tonumber(ARGV[2]), tonumber(ARGV[3]
 return {wait, booked}
 """
 
-# KEYS: lease, members[, gate]. ARGV: now, owner, lease ms, interval µs (-1: book no
-# slot), tolerance µs, max wait µs. Returns {held 0/1, lease ms left, wait µs (-1: none),
-# booked, holder}. A lease whose holder's heartbeat has lapsed (it is in `members` with a
+# KEYS: lease, members, ears, gate, latest. ARGV: now, owner, lease ms, interval µs
+# (-1: book no slot), tolerance µs, max wait µs, an observation to store ('' : none),
+# grace ms, channel, the message announcing a new listener. Returns {held 0/1, lease ms left, wait µs (-1: none), booked, holder,
+# listened 0/1}. A lease whose holder's heartbeat has lapsed (it is in `members` with a
 # score in the past) is taken over at once; a holder not in `members` (no heartbeat
-# seen, or the set was lost) keeps its lease until it lapses.
+# seen, or the set was lost) keeps its lease until it lapses. A claimant that does not
+# get the lease listens to the task: `ears` says so to the holder (and the channel, so
+# that it publishes what it saw last at once); a holder nobody listens to stores each
+# change with its next claim instead of publishing it.
 _CLAIM = """
-local lease, owner, ms = KEYS[1], ARGV[2], tonumber(ARGV[3])
+local lease, owner, ms, grace = KEYS[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[8])
 local holder = redis.call('GET', lease)
 if holder and holder ~= owner then
   local alive_until = redis.call('ZSCORE', KEYS[2], holder)
   if not alive_until or tonumber(alive_until) > now_us() then
-    return {0, redis.call('PTTL', lease), -1, 0, holder}
+    local left = redis.call('PTTL', lease)
+    if redis.call('SET', KEYS[3], '1', 'PX', math.max(left, 0) + grace, 'NX') then
+      redis.call('PUBLISH', ARGV[9], ARGV[10])
+    else
+      redis.call('PEXPIRE', KEYS[3], math.max(left, 0) + grace)
+    end
+    return {0, left, -1, 0, holder, 1}
   end
 end
 redis.call('SET', lease, owner, 'PX', ms)
+local listened = redis.call('PEXPIRE', KEYS[3], ms + grace)
+if ARGV[7] ~= '' then
+  redis.call('SET', KEYS[5], 'U' .. ARGV[7], 'PX', ms + grace)
+end
 local interval = tonumber(ARGV[4])
 if interval < 0 then
-  return {1, ms, -1, 0, owner}
+  return {1, ms, -1, 0, owner, listened}
 end
-local wait, booked = book(KEYS[3], now_us(), interval, tonumber(ARGV[5]), tonumber(ARGV[6]))
-return {1, ms, wait, booked, owner}
+local wait, booked = book(KEYS[4], now_us(), interval, tonumber(ARGV[5]), tonumber(ARGV[6]))
+return {1, ms, wait, booked, owner, listened}
 """
 
 # KEYS: lease. ARGV: owner, channel, release message. Returns 1 if the lease was ours
@@ -102,14 +116,16 @@ end
 return 0
 """
 
-# KEYS: members, then each task's latest and lease. ARGV: now, owner, lease ms.
-# For each task: its stored observation, its lease's holder and ms left; the lease is
-# taken first when nobody alive holds it (a joiner polls the tasks nobody polls).
+# KEYS: members, then each task's latest, lease and ears. ARGV: now, owner, lease ms,
+# grace ms, channel, the start of a message announcing a new listener (the task id,
+# the last 16 characters of its keys, completes it). For each task: its stored observation, its lease's holder and ms left; the
+# lease is taken first when nobody alive holds it (a joiner polls the tasks nobody
+# polls), else the joiner is one of the task's listeners (`ears`).
 _JOIN = """
-local owner, ms = ARGV[2], tonumber(ARGV[3])
+local owner, ms, grace = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = nil
 local out = {}
-for i = 2, #KEYS, 2 do
+for i = 2, #KEYS, 3 do
   local lease = KEYS[i + 1]
   local holder = redis.call('GET', lease)
   if holder and holder ~= owner then
@@ -124,6 +140,13 @@ for i = 2, #KEYS, 2 do
   if not holder then
     redis.call('SET', lease, owner, 'PX', ms)
     holder = owner
+  elseif holder ~= owner then
+    local keep = math.max(redis.call('PTTL', lease), 0) + grace
+    if redis.call('SET', KEYS[i + 2], '1', 'PX', keep, 'NX') then
+      redis.call('PUBLISH', ARGV[5], ARGV[6] .. string.sub(KEYS[i + 2], -16) .. '\\n0\\n')
+    else
+      redis.call('PEXPIRE', KEYS[i + 2], keep)
+    end
   end
   out[#out + 1] = redis.call('GET', KEYS[i]) or false
   out[#out + 1] = holder
