@@ -78,6 +78,8 @@ keys and Redis's own overhead a task then takes at most 1 KiB of the server's me
 
 PauseCallback = Callable[[float], None]
 
+_CLAIM_CACHE = 65536
+
 HEARTBEAT_EVERY = 0.5
 """Seconds between heartbeats at most (``lease_ttl / 4`` when shorter)."""
 
@@ -196,6 +198,8 @@ class RedisCoordinator:
         self._members: dict[str, float] = {}  # id -> when its heartbeat lapses (monotonic)
         self._gone: set[str] = set()  # members reported gone
         self._members_read = asyncio.Event()  # set by the first heartbeat's answer
+        self._claim_cache: dict[str, tuple[tuple[str, ...], bytes]] = {}
+        self._origin_bytes = self.origin.encode()
         self._closed = False
 
     # -- identity and state -------------------------------------------------------
@@ -742,10 +746,10 @@ class RedisCoordinator:
             if book:
                 interval, tolerance = self._rate_args(rate, burst)
                 limit = -1 if max_wait is None else _us(max_wait)
-            keys = (names.lease(tid), names.members, names.ears(tid), names.gate, names.latest(tid))
+            keys, joined = self._claim_names(names, tid)
             args = (
                 _wall_us(),
-                self.origin,
+                self._origin_bytes,
                 lease_ms,
                 interval,
                 tolerance,
@@ -753,7 +757,7 @@ class RedisCoordinator:
                 store,
                 self._lease_ms,
                 names.channel,
-                joined_message(self.origin, tid),
+                joined,
             )
             try:
                 answer = await self._run(scripts.CLAIM, keys, args)
@@ -780,6 +784,16 @@ class RedisCoordinator:
         wait_local = self._reserve_locally(rate, burst, max_wait)
         booked_local = max_wait is None or wait_local <= max_wait
         return Claim(True, lease_ms / 1000, wait_local, booked_local, local=True, listened=False)
+
+    def _claim_names(self, names: Names, tid: str) -> tuple[tuple[str, ...], bytes]:
+        """A claim's keys and its join message, made once per task (claimed at each poll)."""
+        made = self._claim_cache.get(tid)
+        if made is None:
+            if len(self._claim_cache) >= _CLAIM_CACHE:
+                self._claim_cache.clear()
+            keys = (names.lease(tid), names.members, names.ears(tid), names.gate, names.latest(tid))
+            made = self._claim_cache[tid] = (keys, joined_message(self.origin, tid))
+        return made
 
     def _local_rate(self, rate: float) -> float:
         if self.fallback_rate is not None:

@@ -8,6 +8,7 @@ length and do not show share or task ids.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -53,6 +54,7 @@ def check_namespace(namespace: str) -> str:
     return namespace
 
 
+@functools.lru_cache(maxsize=65536)  # a task is named at each of its polls
 def task_id(task_key: str) -> str:
     """The fixed-length name of a task inside key names and messages.
 
