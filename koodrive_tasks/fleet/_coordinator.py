@@ -660,6 +660,7 @@ class RedisCoordinator:
             except Exception as error:  # noqa: BLE001
                 self._health.fail(error)
                 continue
+            self.stats.heartbeats += 1
             self._saw_members(int(now), flat)
             await asyncio.sleep(every)  # real time: heartbeats lapse on the server's clock
 

@@ -82,6 +82,8 @@ class FleetStats:
         dropped_publishes: Observations not shared because Redis was unreachable.
         updates_received: Task updates from other processes delivered to a subscriber.
         pauses_received: Pauses started by other processes.
+        heartbeats: Heartbeats sent (counted in ``round_trips`` too): twice a second,
+            whatever the number of tasks.
     """
 
     round_trips: int = 0
@@ -91,3 +93,4 @@ class FleetStats:
     dropped_publishes: int = 0
     updates_received: int = 0
     pauses_received: int = 0
+    heartbeats: int = 0

@@ -83,6 +83,30 @@ async def test_a_late_joiner_sees_the_latest_observation_at_once(
         assert emu.stats.polls[task_id] - polls_before <= 2  # b did not start polling it
 
 
+async def test_a_task_nobody_else_waits_on_costs_one_round_trip_per_poll(
+    emu: Emulator, make_coordinator: Callable[..., RedisCoordinator]
+) -> None:
+    """Alone on a task, the holder stores each change with its next claim: no publish of its own."""
+    task_id = emu.add_task(TaskScript(pending_s=0, duration_s=2.0), share_id=SHARE)
+    coordinator = make_coordinator(lease_ttl=0.5)
+    async with KooDriveClient(
+        emu.url,
+        auth=BearerToken(emu.token),
+        allow_insecure_urls=True,
+        coordinator=coordinator,
+        policy=QUICK,
+    ) as kd:
+        await kd.wait_for_task(SHARE, task_id)
+        polls = kd.stats.polls
+    stats = coordinator.stats
+    assert polls >= 4
+    # One claim per poll; joining, counting the fleet and the final observation cost one
+    # each, and a script's first use on the server one more (it is sent in full).
+    overhead = stats.heartbeats + stats.scripts_sent + 3
+    assert stats.round_trips - overhead <= polls, (stats, polls)
+    assert stats.round_trips - overhead >= polls - 1  # not a claim per poll: broken counting
+
+
 async def test_the_rate_limit_holds_for_the_fleet(
     emu: Emulator, make_client: Callable[..., KooDriveClient]
 ) -> None:
