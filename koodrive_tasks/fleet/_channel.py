@@ -151,14 +151,19 @@ class FleetChannel:
             self._stats.pauses_received += 1
             self._on_pause(message.number / 1_000_000)
             return
+        if message.kind == JOINED:  # one message names every task a joiner listens to
+            joined = FleetUpdate(b"", False, None, message.origin, joined=True)
+            for tid in message.tid.split(","):
+                heard = self.subscriptions.get(tid)
+                if heard is not None:
+                    _call(heard, joined)
+            return
         callback = self.subscriptions.get(message.tid)
         if callback is None:
             return
         self._stats.updates_received += 1
         if message.kind == RELEASED:
             update = FleetUpdate(b"", False, None, None)
-        elif message.kind == JOINED:
-            update = FleetUpdate(b"", False, None, message.origin, joined=True)
         else:
             final = message.kind == FINAL
             update = FleetUpdate(message.payload, final, message.number / 1000, message.origin)

@@ -130,7 +130,8 @@ class Message:
         kind: :data:`UPDATE`, :data:`FINAL`, :data:`RELEASED`, :data:`JOINED` or
             :data:`PAUSE`.
         origin: The id of the coordinator that sent it.
-        tid: The task's id (updates and releases), else ``""``.
+        tid: The task's id (updates and releases), the ids of the tasks joined
+            (comma-separated), else ``""``.
         number: Updates: milliseconds left on the task's lease; pauses: the pause in
             microseconds; releases and joins: 0.
         payload: Updates: the observation; releases, joins and pauses: ``b""``.

@@ -117,14 +117,16 @@ return 0
 """
 
 # KEYS: members, then each task's latest, lease and ears. ARGV: now, owner, lease ms,
-# grace ms, channel, the start of a message announcing a new listener (the task id,
-# the last 16 characters of its keys, completes it). For each task: its stored observation, its lease's holder and ms left; the
+# grace ms, channel, the start of the message announcing new listeners. One message
+# names (comma-separated) the tasks the joiner is the first to listen to and that were
+# polled already: their holders publish what they saw last. For each task: its stored observation, its lease's holder and ms left; the
 # lease is taken first when nobody alive holds it (a joiner polls the tasks nobody
 # polls), else the joiner is one of the task's listeners (`ears`).
 _JOIN = """
 local owner, ms, grace = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = nil
 local out = {}
+local heard = {}
 for i = 2, #KEYS, 3 do
   local lease = KEYS[i + 1]
   local holder = redis.call('GET', lease)
@@ -142,8 +144,9 @@ for i = 2, #KEYS, 3 do
     holder = owner
   elseif holder ~= owner then
     local keep = math.max(redis.call('PTTL', lease), 0) + grace
-    if redis.call('SET', KEYS[i + 2], '1', 'PX', keep, 'NX') then
-      redis.call('PUBLISH', ARGV[5], ARGV[6] .. string.sub(KEYS[i + 2], -16) .. '\\n0\\n')
+    local stored = redis.call('GET', KEYS[i])
+    if redis.call('SET', KEYS[i + 2], '1', 'PX', keep, 'NX') and stored then
+      heard[#heard + 1] = string.sub(KEYS[i + 2], -16)
     else
       redis.call('PEXPIRE', KEYS[i + 2], keep)
     end
@@ -151,6 +154,9 @@ for i = 2, #KEYS, 3 do
   out[#out + 1] = redis.call('GET', KEYS[i]) or false
   out[#out + 1] = holder
   out[#out + 1] = redis.call('PTTL', lease)
+end
+if #heard > 0 then
+  redis.call('PUBLISH', ARGV[5], ARGV[6] .. table.concat(heard, ',') .. '\\n0\\n')
 end
 return out
 """
