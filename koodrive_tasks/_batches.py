@@ -15,7 +15,7 @@ from typing import TypeVar, Union
 
 import attrs
 
-from ._models import ProgressUpdate, TaskRef
+from ._models import ProgressUpdate, Ref
 from ._outcome import TaskOutcome
 from ._wait import Wait, cancel_requested
 from .exceptions import InvalidArgumentError, KooDriveError
@@ -30,7 +30,7 @@ class _Crash:
 
 _B = TypeVar("_B", bound="TaskBatch")
 _START_STEP = 256  # waits joined per loop step: a batch of 100,000 must not stall the loop
-_Event = Union[tuple[TaskRef, ProgressUpdate], TaskOutcome, _Crash]  # noqa: UP007 - a runtime alias on 3.10
+_Event = Union[tuple[Ref, ProgressUpdate], TaskOutcome, _Crash]  # noqa: UP007 - a runtime alias on 3.10
 
 
 class TaskBatch:
@@ -44,7 +44,7 @@ class TaskBatch:
     """
 
     def __init__(self, waits: Iterable[Wait], *, updates: bool) -> None:
-        self._waits: dict[TaskRef, Wait] = {}  # one wait per task, order kept
+        self._waits: dict[Ref, Wait] = {}  # one wait per task, order kept
         for wait in waits:
             self._waits.setdefault(wait.ref, wait)
         self._refs = list(self._waits)
@@ -53,7 +53,7 @@ class TaskBatch:
         self._wakeup: asyncio.Future[None] | None = None
         self._started = False
         self._ended: KooDriveError | None = None
-        self.outcomes: dict[TaskRef, TaskOutcome] = {}
+        self.outcomes: dict[Ref, TaskOutcome] = {}
 
     def __len__(self) -> int:
         return len(self._refs)
@@ -76,7 +76,7 @@ class TaskBatch:
         await self.aclose()
 
     @property
-    def pending(self) -> list[TaskRef]:
+    def pending(self) -> list[Ref]:
         """The tasks whose outcome has not been delivered yet, in the order given."""
         return [ref for ref in self._refs if not self._waits[ref].delivered]
 
@@ -168,11 +168,11 @@ class TaskBatch:
         return event
 
     @property
-    def refs(self) -> list[TaskRef]:
+    def refs(self) -> list[Ref]:
         """The batch's tasks, in the order given (one entry per task)."""
         return list(self._refs)
 
-    async def events(self) -> AsyncIterator[tuple[TaskRef, ProgressUpdate] | TaskOutcome]:
+    async def events(self) -> AsyncIterator[tuple[Ref, ProgressUpdate] | TaskOutcome]:
         """Every event in the order it happened.
 
         ``(ref, update)`` pairs (for a batch that follows updates, ``watch_many``) and
@@ -182,7 +182,7 @@ class TaskBatch:
             assert not isinstance(event, _Crash)  # noqa: S101 - _next_event raises those
             yield event
 
-    async def results(self) -> dict[TaskRef, TaskOutcome]:
+    async def results(self) -> dict[Ref, TaskOutcome]:
         """Wait for every task and return the outcomes, in the order the tasks were given."""
         try:
             while await self._next_event() is not None:
@@ -195,10 +195,10 @@ class TaskBatch:
 class UpdateStream(TaskBatch):
     """``async for ref, update in kd.watch_many(tasks)``: every change of every task."""
 
-    def __aiter__(self) -> AsyncIterator[tuple[TaskRef, ProgressUpdate]]:
+    def __aiter__(self) -> AsyncIterator[tuple[Ref, ProgressUpdate]]:
         return self
 
-    async def __anext__(self) -> tuple[TaskRef, ProgressUpdate]:
+    async def __anext__(self) -> tuple[Ref, ProgressUpdate]:
         while True:
             event = await self._next_event()
             if event is None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 
 from ._clock import Timer, call_later, reading
 from ._limiter import Slot
-from ._models import TaskInfo, TaskRef, TaskStatus
+from ._models import Ref, TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from ._transport import Request, Transport
 from .exceptions import KooDriveError, TaskStalledError, TransportError
@@ -108,7 +108,7 @@ class PollStream:
     def __init__(
         self,
         registry: PollStreams,
-        ref: TaskRef,
+        ref: Ref,
         request: Request[TaskInfo],
         transport: Transport,
         policy: PollPolicy,
@@ -507,11 +507,11 @@ class PollStreams:
     """
 
     def __init__(
-        self, transport: Transport, detail_request: Callable[[TaskRef], Request[TaskInfo]]
+        self, transport: Transport, detail_request: Callable[[Ref], Request[TaskInfo]]
     ) -> None:
         self._transport = transport
         self._detail_request = detail_request
-        self._streams: dict[TaskRef, PollStream] = {}
+        self._streams: dict[Ref, PollStream] = {}
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -524,7 +524,7 @@ class PollStreams:
 
     def subscribe(
         self,
-        ref: TaskRef,
+        ref: Ref,
         policy: PollPolicy,
         deadline: float | None,
         resume_polls: int | None = None,
