@@ -679,7 +679,7 @@ _HINTS: dict[type[exc.APIError], str] = {
     exc.AuthenticationError: "check the access token or the app id, secret and user id",
     exc.ClockSkewError: "the request's X-Date was rejected: synchronise this machine's clock (NTP)",
     exc.PermissionDeniedError: "these credentials have no access to this share or space",
-    exc.NotFoundError: "check the share id and task id; ended tasks may have been purged",
+    exc.NotFoundError: "check the ids (share and task, or job); ended tasks may have been purged",
     exc.InvalidParameterError: "check the request's arguments",
     exc.RateLimitedError: "the server throttles this client: slow down",
     exc.ServerError: "the server failed: retry later",
