@@ -550,7 +550,7 @@ class KooDriveClient:
             KooDriveError: A subclass saying what the server answered. Only throttling
                 and refused connections are retried: a job must not be created twice.
         """
-        if not isinstance(job, JobSpec):
+        if not isinstance(job, JOB_SPECS):
             names = ", ".join(cls.__name__ for cls in JOB_SPECS)
             raise InvalidArgumentError(f"job must be one of {names}; got {type(job).__name__}")
         spec = job.to_request()
