@@ -183,6 +183,24 @@ async def test_resumed_waits_spread_their_first_polls(emu: Emulator, clock: Virt
                 ],
             }
         ),
+        *(
+            json.dumps(
+                {
+                    "format": "koodrive-tasks/waits",
+                    "version": 2,
+                    "saved_at": "2026-11-29T12:00:00+00:00",
+                    "waits": [{**wait, "status": 1, "progress": 1, "polls": 1}],
+                }
+            )
+            for wait in (
+                {"share_id": "s", "task_id": "t"},  # version 2 names the family
+                {"family": "batch", "job_id": "1"},
+                {"family": "job"},
+                {"family": "job", "job_id": "a/b"},
+                {"family": "job", "job_id": 12},
+                {"family": "share_task", "job_id": "1"},
+            )
+        ),
     ],
 )
 async def test_bad_tokens_are_refused(token: str, client: KooDriveClient) -> None:

@@ -195,10 +195,10 @@ async def cmd_list(args: argparse.Namespace, out: TextIO) -> int:
         )
         async for page in pages:
             for info in page:
-                if args.max is not None and shown >= args.max:
-                    return EXIT_OK
                 _show(info, out, json_lines=json_lines)
                 shown += 1
+                if shown == args.max:
+                    return EXIT_OK  # before the next page is fetched
     return EXIT_OK
 
 
