@@ -432,8 +432,8 @@ class KooDriveClient:
         task's :class:`TaskOutcome`. One task failing does not stop the others.
 
         Args:
-            tasks: :class:`TaskRef` objects, ``(share_id, task_id)`` tuples or waiters
-                (e.g. resumed ones).
+            tasks: :class:`TaskRef` and :class:`JobRef` objects, ``(share_id, task_id)``
+                tuples or waiters (e.g. resumed ones).
             timeout: Per-task deadline, as in :meth:`wait_for_task`.
             policy: Polling policy; by default the client's.
         """
