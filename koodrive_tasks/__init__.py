@@ -11,7 +11,7 @@ the download URL of the finished package::
 """
 
 from ._auth import AppSignature, BearerToken
-from ._batches import CompletionStream, TaskBatch, UpdateStream
+from ._batches import CompletionStream, TaskBatch, UpdateStream, WorkPool
 from ._client import USE_CLIENT_DEFAULT, KooDriveClient, UseClientDefault
 from ._clock import AsyncioClock, Clock
 from ._job_specs import (
@@ -144,4 +144,5 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "UpdateStream",
     "UseClientDefault",
     "WaitTimeoutError",
+    "WorkPool",
 ]

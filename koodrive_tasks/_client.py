@@ -8,14 +8,14 @@ import math
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Final, TypeVar, Union
+from typing import Final, TypeVar
 
 import aiohttp
 from yarl import URL
 
 from . import _resume, _wire
 from ._auth import Auth
-from ._batches import CompletionStream, TaskBatch, UpdateStream
+from ._batches import CompletionStream, TaskBatch, UpdateStream, WorkPool
 from ._clock import AsyncioClock, Clock
 from ._families import detail_request, job_detail
 from ._job_specs import JOB_SPECS, JobSpec
@@ -28,6 +28,7 @@ from ._models import (
     Ref,
     TargetFolder,
     TaskInfo,
+    TaskLike,
     TaskRef,
     TaskStatus,
     TaskType,
@@ -57,8 +58,6 @@ MAX_FILE_IDS = 1000
 _E = TypeVar("_E", bound=enum.IntEnum)
 _DEFAULT_ATTEMPTS = 4
 _KEPT_REQUESTS = 256
-
-TaskLike = Union[TaskRef, JobRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
 MAX_JOB_PAGE = 100
 """The most jobs one page of ``list_jobs`` may ask for (the API's ``limit``)."""
 
@@ -362,6 +361,23 @@ class KooDriveClient:
             resume=resume,
         )
 
+    def _wait_for(
+        self,
+        task: TaskLike | TaskWaiter,
+        timeout: float | UseClientDefault | None,
+        policy: PollPolicy | None,
+    ) -> Wait:
+        """The wait for one task of a batch: a waiter's own, or a new one."""
+        if not isinstance(task, TaskWaiter):
+            return self._wait(ref_of(task), timeout, policy)
+        wait = wait_of(task)
+        if not wait.belongs_to(self._streams):
+            raise InvalidArgumentError(
+                f"the waiter for task {task.task_id} belongs to another KooDriveClient: "
+                "resume its checkpoint with this client instead"
+            )
+        return wait
+
     def wait_for_task(
         self,
         share_id: str,
@@ -406,12 +422,7 @@ class KooDriveClient:
             raise InvalidArgumentError(
                 "tasks must be an iterable of TaskRef, JobRef or (share_id, task_id)"
             )
-        waits = [
-            wait_of(task)
-            if isinstance(task, TaskWaiter)
-            else self._wait(ref_of(task), timeout, policy)
-            for task in tasks
-        ]
+        waits = [self._wait_for(task, timeout, policy) for task in tasks]
         batch = kind(waits, updates=updates)
         self._batches.add(batch)
         if self._transport.closed:
@@ -470,6 +481,46 @@ class KooDriveClient:
         outcomes for the tasks still running.
         """
         return await self._batch(TaskBatch, tasks, timeout, policy, updates=False).results()
+
+    def pool(
+        self,
+        max_waits: int,
+        *,
+        max_queued: int | None = None,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        policy: PollPolicy | None = None,
+    ) -> WorkPool:
+        """A work pool: tasks handed over time, at most ``max_waits`` waited for at once.
+
+        ``await pool.submit(task)`` (waits while the pool is full), ``async for outcome in
+        pool``, ``pool.finish()`` when no more tasks come; ``kd.checkpoint([pool])`` holds
+        its running and queued tasks. Use it as ``async with kd.pool(100) as pool:``.
+
+        Args:
+            max_waits: Waits running at once (each still shares its task's poll stream).
+            max_queued: Tasks that may wait to start (and outcomes not yet read) before
+                ``submit`` makes the producer wait; by default ``max_waits``.
+            timeout: Per-task deadline, counted from when its wait starts.
+            policy: Polling policy; by default the client's.
+
+        Raises:
+            InvalidArgumentError: If a bound is not a positive integer.
+        """
+        for name, value in (("max_waits", max_waits), ("max_queued", max_queued)):
+            if value is not None and not (
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1
+            ):
+                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+
+        pool = WorkPool(
+            lambda task: self._wait_for(task, timeout, policy),
+            max_waits=max_waits,
+            max_queued=max_queued or max_waits,
+        )
+        self._batches.add(pool)
+        if self._transport.closed:
+            pool.end(ClientClosedError("this KooDriveClient is closed"))
+        return pool
 
     # --- checkpoints -----------------------------------------------------------------------------
 

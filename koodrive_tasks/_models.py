@@ -355,3 +355,8 @@ def ref_of(value: object) -> Ref:
     raise InvalidArgumentError(
         f"expected a TaskRef, a JobRef or a (share_id, task_id) tuple, got {type(value).__name__}"
     )
+
+
+TaskLike = Union[TaskRef, JobRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
+"""What names a task where many are given: a :class:`TaskRef`, a :class:`JobRef` or a
+``(share_id, task_id[, kdstoken])`` tuple."""

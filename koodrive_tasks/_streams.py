@@ -512,6 +512,7 @@ class PollStreams:
         self._transport = transport
         self._detail_request = detail_request
         self._streams: dict[Ref, PollStream] = {}
+        self._closed: KooDriveError | None = None
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -540,6 +541,9 @@ class PollStreams:
         if stream is None:
             transport = self._transport
             stream = PollStream(self, ref, self._detail_request(ref), transport, policy)
+            if self._closed is not None:  # a wait joining after close() ends at once
+                stream.fail(self._closed)
+                return stream, stream.subscribe(deadline, listener)
             self._streams[ref] = stream
             first_poll_at = None
             if resume_polls:
@@ -559,6 +563,7 @@ class PollStreams:
         Returns:
             The requests cancelled, for the caller to await.
         """
+        self._closed = error
         cancelled = []
         for stream in list(self._streams.values()):
             request = stream.fail(error)

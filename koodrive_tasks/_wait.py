@@ -106,6 +106,10 @@ class Wait:
         """Whether the wait has ended (final state or error)."""
         return self.final is not None or self.error is not None
 
+    def belongs_to(self, streams: PollStreams) -> bool:
+        """Whether this wait polls through ``streams`` (those of one client)."""
+        return self._streams is streams
+
     @property
     def joined(self) -> bool:
         """Whether it is subscribed to its task's stream now."""

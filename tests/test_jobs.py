@@ -644,3 +644,32 @@ async def test_delivered_job_outcomes_leave_the_checkpoint(
                 break
         assert done.pending == [JobRef(slow)]
     assert [w["job_id"] for w in json.loads(token)["waits"]] == [slow]
+
+
+async def test_a_work_pool_takes_jobs_beside_share_tasks(
+    emu: Emulator, clock: VirtualClock
+) -> None:
+    """Jobs and share tasks submitted to one pool of 2 all end; a checkpoint holds the rest."""
+    task_ids = [emu.add_task(TaskScript(pending_s=0, duration_s=40 + i)) for i in range(2)]
+    emu.queue_script(*(TaskScript(pending_s=0, duration_s=30 + i) for i in range(3)))
+    async with connect(emu, clock) as kd:
+        job_ids = [await kd.create_job(CopyJob("a", container_id="c1")) for _ in range(3)]
+        refs = [
+            JobRef(job_ids[0]),
+            TaskRef("share-1", task_ids[0]),
+            JobRef(job_ids[1]),
+            TaskRef("share-1", task_ids[1]),
+            JobRef(job_ids[2]),
+        ]
+        async with kd.pool(2, max_queued=3) as pool:
+            for ref in refs:
+                await pool.submit(ref)
+            token = kd.checkpoint([pool])  # two running, three queued
+            pool.finish()
+            outcomes = [outcome async for outcome in pool]
+    saved = json.loads(token)["waits"]
+    assert [w.get("job_id") or w.get("task_id") for w in saved] == [r.task_id for r in refs]
+    assert [w["family"] for w in saved] == ["job", "share_task", "job", "share_task", "job"]
+    assert sorted(o.ref.task_id for o in outcomes) == sorted(r.task_id for r in refs)
+    assert all(o.ok for o in outcomes)
+    assert {type(o.info) for o in outcomes if isinstance(o.ref, JobRef)} == {JobInfo}
