@@ -18,8 +18,9 @@ from ._auth import Auth
 from ._batches import CompletionStream, TaskBatch, UpdateStream, WorkPool
 from ._clock import AsyncioClock, Clock
 from ._families import detail_request, job_detail
+from ._fleet import Coordinator, Sharing
 from ._job_specs import JOB_SPECS, JobSpec
-from ._limiter import LocalLimiter
+from ._limiter import FleetLimiter, LocalLimiter
 from ._limits import Limits
 from ._models import (
     JobInfo,
@@ -103,6 +104,10 @@ class KooDriveClient:
         on_request: Called with a :class:`RequestEvent` after every HTTP request.
         on_retry: Called with a :class:`RetryEvent` before every retry of a transient
             failure. Hooks must be quick; an exception in one is logged and ignored.
+        coordinator: Fleet mode: a ``koodrive_tasks.fleet.RedisCoordinator`` shared by
+            every process of the fleet. ``limits.rate``, ``burst`` and the 429 pause then
+            apply to the whole fleet, and each task is polled by one process, the others
+            hearing what it sees. The client never closes it (its owner does).
 
     Raises:
         InvalidArgumentError: If an argument is invalid (before anything is sent).
@@ -125,6 +130,7 @@ class KooDriveClient:
         limits: Limits | None = None,
         on_request: Callable[[RequestEvent], None] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
+        coordinator: Coordinator | None = None,
     ) -> None:
         url = _base_url(base_url, allow_insecure_urls)
         _check_types(
@@ -148,7 +154,25 @@ class KooDriveClient:
         self.policy = policy or PollPolicy()
         self.allow_insecure_urls = allow_insecure_urls
         self.clock: Clock = clock or AsyncioClock()
-        self._limiter = LocalLimiter(limits or Limits(), self.clock)
+        if coordinator is not None:
+            if not all(
+                callable(getattr(coordinator, name, None))
+                for name in ("reserve", "claim_and_reserve", "publish", "subscribe", "aclose")
+            ):
+                raise InvalidArgumentError(
+                    "coordinator must be a fleet coordinator such as "
+                    f"koodrive_tasks.fleet.RedisCoordinator, got {type(coordinator).__name__}"
+                )
+            # The fleet's namespace comes from who the client acts for, never a secret.
+            identity = getattr(auth, "app_id", None) or getattr(auth, "user_id", None)
+            if isinstance(identity, str):
+                coordinator.use_identity(identity)
+        self._coordinator = coordinator
+        self._limiter: LocalLimiter = (
+            LocalLimiter(limits or Limits(), self.clock)
+            if coordinator is None
+            else FleetLimiter(limits or Limits(), self.clock, coordinator)
+        )
         self.stats = ClientStats(gauges=self)
         self._transport = Transport(
             url,
@@ -165,7 +189,10 @@ class KooDriveClient:
             on_request=on_request,
             on_retry=on_retry,
         )
-        self._streams = PollStreams(self._transport, detail_request)
+        self._sharing = (
+            None if coordinator is None else Sharing(coordinator, float(request_timeout))
+        )
+        self._streams = PollStreams(self._transport, detail_request, self._sharing)
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
         self._requests: dict[TaskRef, Request[TaskInfo]] = {}
 
@@ -225,6 +252,8 @@ class KooDriveClient:
         await self._transport.close()
         if cancelled:
             await asyncio.gather(*cancelled, return_exceptions=True)
+        if self._sharing is not None:
+            await self._sharing.aclose()  # our leases go now: others take over at once
 
     # --- one-shot calls ----------------------------------------------------------------------
 

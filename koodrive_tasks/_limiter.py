@@ -23,11 +23,14 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._clock import Clock, Timer, call_later, reading
 from ._limits import Limits
 from .exceptions import RequestTimeoutError
+
+if TYPE_CHECKING:
+    from ._fleet import Coordinator
 
 logger = logging.getLogger("koodrive_tasks")
 
@@ -46,7 +49,7 @@ class Slot:
     dropped). Both are idempotent.
     """
 
-    __slots__ = ("_epoch", "_limiter", "_on_admit", "_state")
+    __slots__ = ("_epoch", "_limiter", "_on_admit", "_state", "held", "lease", "retry_in")
 
     def __init__(
         self,
@@ -54,11 +57,17 @@ class Slot:
         on_admit: Callable[[Slot], object],
         state: _SlotState = _SlotState.QUEUED,
         epoch: int = 0,
+        lease: Lease | None = None,
     ) -> None:
         self._limiter = limiter
         self._on_admit = on_admit
         self._state = state
         self._epoch = epoch
+        self.lease = lease
+        self.held = True
+        """False when another process holds the task's lease: then it polls, not this one."""
+        self.retry_in = 0.0
+        """With ``held`` False: seconds until that process's lease lapses."""
 
     def __repr__(self) -> str:
         return f"<Slot {self._state.value}>"
@@ -93,8 +102,27 @@ class Slot:
         self._on_admit(self)
 
 
+class Lease:
+    """A poll's claim on its task: in fleet mode one process polls each task.
+
+    Attributes:
+        key: The task, as the coordinator names it.
+        hold_for: Seconds this process expects to hold it: the request and the delay
+            to the next poll.
+    """
+
+    __slots__ = ("hold_for", "key")
+
+    def __init__(self, key: str, hold_for: float) -> None:
+        self.key = key
+        self.hold_for = hold_for
+
+
 def _admitted_at_once(_: Slot) -> None:
     """The callback of a slot admitted without queueing: nobody needs telling."""
+
+
+_NO_SLOT: Any = None  # the local checks of a turn taken without queueing look at no slot
 
 
 class Limiter(Protocol):
@@ -123,11 +151,12 @@ class Limiter(Protocol):
         """A turn at once when nothing stands in the way, else ``None`` (then queue)."""
         ...
 
-    def request(self, on_admit: Callable[[Slot], object]) -> Slot:
+    def request(self, on_admit: Callable[[Slot], object], lease: Lease | None = None) -> Slot:
         """Queue a request; ``on_admit(slot)`` is called when it may be sent.
 
         ``on_admit`` may be called before this returns (a free turn costs no timer).
-        When the gate closes first, it is called with a slot that is not admitted.
+        It is called with a slot that is not admitted when the gate closes first, or
+        when ``lease`` is given and another process holds it (``slot.held`` False).
         """
         ...
 
@@ -210,9 +239,12 @@ class LocalLimiter:
 
     # --- queueing ------------------------------------------------------------------------
 
-    def request(self, on_admit: Callable[[Slot], object]) -> Slot:
-        """Queue a request; ``on_admit(slot)`` is called when it may be sent (maybe at once)."""
-        slot = Slot(self, on_admit)
+    def request(self, on_admit: Callable[[Slot], object], lease: Lease | None = None) -> Slot:
+        """Queue a request; ``on_admit(slot)`` is called when it may be sent (maybe at once).
+
+        In one process every lease is this process's: ``lease`` matters to a fleet gate.
+        """
+        slot = Slot(self, on_admit, lease=lease)
         if self._closed is not None:
             slot._state = _SlotState.DONE
             return slot
@@ -285,10 +317,15 @@ class LocalLimiter:
 
     def _left(self, slot: Slot, *, refund: bool) -> None:
         self._in_flight -= 1
-        if refund and self._interval and slot._epoch == self._epoch:
-            self._tat -= self._interval
+        if refund and slot._epoch == self._epoch:
+            self._refund()
         if self._queued:
             self._pump()
+
+    def _refund(self) -> None:
+        """Give back the rate's share of a turn that was admitted and not used."""
+        if self._interval:
+            self._tat -= self._interval
 
     # --- admission -----------------------------------------------------------------------
 
@@ -304,9 +341,10 @@ class LocalLimiter:
                 self._disarm()  # a release pumps again
                 return
             now = self._clock.monotonic()
-            wait = self._wait(now)
+            wait = self._wait(now, slot)
             if wait > 0:
-                self._arm(now + wait)
+                if wait < math.inf:  # else an answer is awaited, and pumps again
+                    self._arm(now + wait)
                 return
             queue.popleft()
             self._queued -= 1
@@ -315,8 +353,11 @@ class LocalLimiter:
             slot._admit(self._epoch)
         self._disarm()
 
-    def _wait(self, now: float) -> float:
-        """Seconds until the head may go as far as the pause and the rate are concerned."""
+    def _wait(self, now: float, head: Slot) -> float:
+        """Seconds until ``head`` may go as far as the pause and the rate are concerned.
+
+        ``math.inf``: not known yet (a fleet gate asks its coordinator; the answer pumps).
+        """
         if self._paused_until > now:
             return self._paused_until - now
         if self._spread_window:
@@ -397,3 +438,127 @@ class LocalLimiter:
                 slot._state = _SlotState.DONE
                 # Only a coroutine's turn is told: a stream's is cancelled by its stream.
                 slot._on_admit(slot)
+
+
+class FleetLimiter(LocalLimiter):
+    """The client's gate, with the rate and the 429 pause shared by a fleet's coordinator.
+
+    The queue and the in-flight places stay in this process. The request at the head
+    of the queue, once a place is free, books the fleet's next slot (one round trip; a
+    poll claims its task's lease in the same one) and waits for the answer; a poll whose
+    task another process holds leaves the queue with ``slot.held`` False. A pause, ours
+    (then the coordinator pauses the fleet) or another process's, voids a slot booked
+    before it.
+    """
+
+    def __init__(self, limits: Limits, clock: Clock, coordinator: Coordinator) -> None:
+        super().__init__(limits, clock)
+        self._coordinator = coordinator
+        self._grant_at: float | None = None  # a booked fleet slot: when it may be used
+        self._claimed: Slot | None = None  # the poll whose task's lease this process holds
+        self._asking = False
+        self._background: set[asyncio.Task[Any]] = set()
+        coordinator.on_pause = self._paused_by_fleet
+
+    def __repr__(self) -> str:
+        return "<FleetLimiter" + super().__repr__()[len("<LocalLimiter") :]
+
+    def admit_now(self) -> Slot | None:
+        """A turn at once only when a fleet slot is already booked and due."""
+        if self._grant_at is None or self._queued or self._closed:
+            return None
+        now = self._clock.monotonic()
+        if self._grant_at > now or self._in_flight >= self._limits.max_in_flight:
+            return None
+        if super()._wait(now, _NO_SLOT) > 0:  # the local pause, or the pacing after it
+            return None
+        self._in_flight += 1
+        self._take(now)
+        return Slot(self, _admitted_at_once, _SlotState.ADMITTED, self._epoch)
+
+    def _wait(self, now: float, head: Slot) -> float:
+        local = super()._wait(now, head)  # the local pause, and the pacing after it
+        if local > 0:
+            return local
+        if self._grant_at is not None and (head.lease is None or head is self._claimed):
+            return max(0.0, self._grant_at - now)
+        if not self._asking:
+            self._asking = True
+            self._spawn(self._ask(head))
+        return math.inf
+
+    def _take(self, now: float) -> None:
+        self._grant_at = None
+        self._claimed = None
+        if now < self._paced_until:
+            self._next_paced = max(self._next_paced, now) + self._pace
+
+    async def _ask(self, head: Slot) -> None:
+        """Book the fleet's next slot for ``head``; claim its task's lease if it is a poll."""
+        epoch, limits, lease = self._epoch, self._limits, head.lease
+        try:
+            if lease is None:
+                wait: float | None = await self._coordinator.reserve(limits.rate, limits.burst)
+            elif self._grant_at is not None:  # a slot is booked already: the lease alone
+                claim = await self._coordinator.claim(lease.key, lease.hold_for)
+                wait = None
+                if claim.held:
+                    self._claimed = head
+                else:
+                    self._not_held(head, claim.expires_in)
+            else:
+                claim = await self._coordinator.claim_and_reserve(
+                    lease.key, lease.hold_for, limits.rate, limits.burst
+                )
+                wait = claim.wait if claim.held else None
+                if claim.held:
+                    self._claimed = head
+                else:
+                    self._not_held(head, claim.expires_in)
+        except Exception:  # the coordinator decides locally when Redis fails: this is a bug
+            logger.exception("fleet mode: asking the coordinator failed; going on locally")
+            wait = 0.0
+        finally:
+            self._asking = False
+        if wait is not None and epoch == self._epoch:  # else a pause voided the slot
+            self._grant_at = self._clock.monotonic() + wait
+        if self._grant_at is not None and not self._queued:
+            self._grant_at = None  # nobody left for it: give it back
+            self._refund()
+        if self._queued:
+            self._pump()
+
+    def _not_held(self, head: Slot, expires_in: float) -> None:
+        """Another process polls ``head``'s task: its stream is told, and listens instead."""
+        if head._state is not _SlotState.QUEUED:
+            return
+        head._state = _SlotState.DONE
+        head.held = False
+        head.retry_in = expires_in
+        self._dequeued()
+        head._on_admit(head)
+
+    def _refund(self) -> None:
+        self._spawn(self._coordinator.refund(self._limits.rate))
+
+    def throttle(self, seconds: float) -> bool:
+        """A 429 here: pause this process at once, and the fleet through the coordinator."""
+        self._grant_at = None
+        self._spawn(self._coordinator.pause(seconds))
+        return super().throttle(seconds)
+
+    def _paused_by_fleet(self, seconds: float) -> None:
+        """Another process met a 429: pause here too (it told the coordinator itself)."""
+        self._grant_at = None
+        super().throttle(seconds)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def close(self, error: BaseException) -> None:
+        """Stop admitting; the calls to the coordinator under way are cancelled."""
+        super().close(error)
+        for task in tuple(self._background):
+            task.cancel()

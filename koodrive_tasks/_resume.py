@@ -111,6 +111,15 @@ def load(token: str | bytes) -> tuple[list[WaitState], datetime]:
         InvalidArgumentError: If it is not such a token, or of a version this release
             cannot read.
     """
+    if not isinstance(token, (str, bytes)):
+        raise _bad(
+            f"expected the str (or bytes) kd.checkpoint() returned, got {type(token).__name__}"
+            + (
+                ": pass json.dumps(...) of it, or the stored text itself"
+                if isinstance(token, dict)
+                else ""
+            )
+        )
     if len(token) > _MAX_TOKEN_BYTES:
         raise _bad("too large")
     try:

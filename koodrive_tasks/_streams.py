@@ -21,6 +21,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from ._clock import Timer, call_later, reading
 from ._limiter import Slot
@@ -28,6 +29,9 @@ from ._models import Ref, TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from ._transport import Request, Transport
 from .exceptions import KooDriveError, TaskStalledError, TransportError
+
+if TYPE_CHECKING:
+    from ._fleet import Sharing
 
 logger = logging.getLogger("koodrive_tasks")
 
@@ -83,6 +87,7 @@ class PollStream:
     __slots__ = (
         "_registry",
         "_request",
+        "_sharing",
         "_transport",
         "changed_at",
         "crash",
@@ -90,8 +95,13 @@ class PollStream:
         "deadline_timer",
         "failures",
         "fatal",
+        "holds_lease",
+        "last_delay",
         "last_error",
         "latest",
+        "lease_hold",
+        "lease_less",
+        "left_fleet",
         "next_poll_at",
         "plan",
         "policy",
@@ -135,6 +145,15 @@ class PollStream:
         self.request_deadline: float | None = None  # the request's own cutoff stops there
         self.deadline_timer: Timer | None = None
         self.deadline_at = math.inf
+        # Fleet mode: whether this process holds the task's lease, for how long it
+        # claimed it, and whether the next poll skips the lease (a final observation
+        # another process shared without its per-file results).
+        self._sharing = registry.sharing
+        self.holds_lease = False
+        self.lease_hold = 0.0
+        self.lease_less = False
+        self.left_fleet = False
+        self.last_delay = policy.initial_delay
 
     def __repr__(self) -> str:
         parts = [
@@ -319,9 +338,16 @@ class PollStream:
             self.state = State.PAUSED
         else:
             self.state = State.QUEUED
-            slot = self._transport.limiter.request(self._on_turn)
+            lease = None
+            if self._sharing is not None and not self.lease_less:
+                lease = self._sharing.lease(self)
+            slot = self._transport.limiter.request(self._on_turn, lease)
             if self.slot is None and self.state is State.QUEUED:
                 self.slot = slot  # not admitted at once: its turn comes later
+
+    def expected_delay(self) -> float:
+        """The delay to the poll after the next, as far as it can be told now (a lease covers it)."""
+        return self.last_delay
 
     def _on_turn(self, slot: Slot) -> None:
         """The gate let this poll go (or closed); maybe before ``request`` returned."""
@@ -329,7 +355,43 @@ class PollStream:
             slot.cancel()  # closed or ended while queued
         elif slot.admitted:
             self.slot = slot
+            self.holds_lease = slot.lease is not None
+            self.lease_hold = 0.0 if slot.lease is None else slot.lease.hold_for
             self._guarded(self._send)
+        elif not slot.held:
+            # Another process polls this task: listen to what it shares, and claim the
+            # task again when its lease lapses (it lapses if that process died).
+            self.slot = None
+            self.holds_lease = False
+            clock = self._transport.clock
+            self.next_poll_at = clock.monotonic() + max(0.05, slot.retry_in) * (
+                1 + 0.1 * random.random()
+            )
+            self._arm_poll()
+
+    def heard(self, info: TaskInfo, lease_expires_in: float | None, *, complete: bool) -> None:
+        """Another process of the fleet polled this task and shares what it saw."""
+        self._guarded(lambda: self._heard(info, lease_expires_in, complete=complete))
+
+    def _heard(self, info: TaskInfo, lease_expires_in: float | None, *, complete: bool) -> None:
+        if self.done or (self.latest is not None and _rank(info) < _rank(self.latest)):
+            return  # old news, or nobody listens any more
+        now = self._transport.clock.monotonic()
+        if info.is_terminal and not complete:
+            self.lease_less = True  # the per-file results did not fit: fetch them once
+            if self.state is State.IDLE and self.timer is not None:
+                self.timer.cancel()
+                self.next_poll_at = now
+                self._arm_poll()
+            return
+        if not info.is_terminal:
+            self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
+            if self.state is State.IDLE and not self.holds_lease and lease_expires_in is not None:
+                if self.timer is not None:
+                    self.timer.cancel()
+                self.next_poll_at = now + lease_expires_in * (1 + 0.1 * random.random())
+                self._arm_poll()
+        self._seen(info, now, remote=True)
 
     def _send(self) -> None:
         now = self._transport.clock.monotonic()
@@ -373,30 +435,45 @@ class PollStream:
         self._expire_and_rearm()  # deadlines the request cut off have passed by now
 
     def _observed(self, info: TaskInfo) -> None:
-        clock = self._transport.clock
+        """Our own poll answered."""
         self.failures = 0
+        self.lease_less = False
+        now = self._transport.clock.monotonic()
+        delay = 0.0
+        if not info.is_terminal:
+            self.seen_running_at = now
+            delay = self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
+            self.last_delay = delay
+            self.next_poll_at = now + delay
+        changed = self._seen(info, now, remote=False)
+        if self._sharing is not None and self.holds_lease:
+            self._sharing.observed(self, info, changed=changed, next_delay=delay)
+        if not info.is_terminal:
+            self._arm_poll()
+
+    def _seen(self, info: TaskInfo, now: float, *, remote: bool) -> bool:
+        """Record an observation (ours or the fleet's); tell the waits if it changed."""
         previous, self.latest = self.latest, info
-        now = clock.monotonic()
         if info.is_terminal:
             self.state = State.ENDED
             self._registry.discard(self)  # later waits on this task start a fresh stream
             self._stop()
             stats = self._transport.stats
             stats.tasks_ended += 1
-            if self.seen_running_at is not None:
+            if self.seen_running_at is not None and not remote:
                 stats.lag_samples += 1
                 stats.detection_lag_bound += now - self.seen_running_at
-        else:
-            self.seen_running_at = now
-            delay = self.plan.observe(now, info.status is TaskStatus.PROCESSING, info.progress)
-            self.next_poll_at = now + delay
-            self._arm_poll()
-        if previous is None or (previous.status, previous.progress) != (info.status, info.progress):
+        changed = previous is None or (previous.status, previous.progress) != (
+            info.status,
+            info.progress,
+        )
+        if changed:
             self.changed_at = now
             logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
             for sub in self.subscribers:
                 sub.pending.append(info)
             self._wake_all()
+        return changed
 
     def _failed(self, error: KooDriveError) -> None:
         """A poll failed: retry a transient failure, end the stream on any other."""
@@ -482,7 +559,10 @@ class PollStream:
         return request
 
     def _stop(self) -> asyncio.Task[TaskInfo] | None:
-        """Cancel the timers, leave the gate's queue, cancel the request."""
+        """Cancel the timers, leave the gate's queue and the fleet, cancel the request."""
+        if self._sharing is not None and not self.left_fleet:
+            self.left_fleet = True
+            self._sharing.left(self)
         for timer in (self.timer, self.deadline_timer):
             if timer is not None:
                 timer.cancel()
@@ -504,13 +584,18 @@ class PollStreams:
     Args:
         transport: The request path every stream sends through.
         detail_request: Builds a task's detail request (its family's).
+        sharing: In fleet mode, the leases and shared observations of tasks.
     """
 
     def __init__(
-        self, transport: Transport, detail_request: Callable[[Ref], Request[TaskInfo]]
+        self,
+        transport: Transport,
+        detail_request: Callable[[Ref], Request[TaskInfo]],
+        sharing: Sharing | None = None,
     ) -> None:
         self._transport = transport
         self._detail_request = detail_request
+        self.sharing = sharing
         self._streams: dict[Ref, PollStream] = {}
         self._closed: KooDriveError | None = None
 
@@ -545,6 +630,8 @@ class PollStreams:
                 stream.fail(self._closed)
                 return stream, stream.subscribe(deadline, listener)
             self._streams[ref] = stream
+            if self.sharing is not None:
+                self.sharing.joined(stream)
             first_poll_at = None
             if resume_polls:
                 stream.plan.polls = resume_polls
@@ -570,3 +657,10 @@ class PollStreams:
             if request is not None:
                 cancelled.append(request)
         return cancelled
+
+
+def _rank(info: TaskInfo) -> tuple[int, int]:
+    """How far an observation is along a task's life: pending, processing at p %, ended."""
+    if info.is_terminal:
+        return (2, 100)
+    return (int(info.status is TaskStatus.PROCESSING), info.progress)

@@ -14,6 +14,7 @@ from redis_server import RedisServer
 
 from koodrive_tasks import ClientClosedError, InvalidArgumentError
 from koodrive_tasks.fleet import FleetUpdate, RedisCoordinator
+from koodrive_tasks.testing import VirtualClock
 
 Make = Callable[..., RedisCoordinator]
 MakeServer = Callable[..., RedisServer]
@@ -44,7 +45,10 @@ async def test_redis_down_at_start_means_local_decisions_and_one_warning(
     """Unreachable from the start: a local GCRA at fallback_rate, local claims, dropped publishes."""
     server = make_server(start=False)
     caplog.set_level(logging.INFO, logger="koodrive_tasks")
-    fleet = RedisCoordinator(server.url, namespace=namespace, fallback_rate=10)
+    # A clock that stands still: the local decisions' arithmetic, not the machine's speed.
+    fleet = RedisCoordinator(
+        server.url, namespace=namespace, fallback_rate=10, clock=VirtualClock(autojump=False)
+    )
     try:
         waits = [await fleet.reserve(100, 1) for _ in range(3)]
         claim = await fleet.claim("task-a", 1.0)
