@@ -1,15 +1,18 @@
 """Task families: how one family's task detail is requested and read.
 
 A poll stream is the same for every family; the family says which request to send
-for a task and how to read the answer into a :class:`TaskInfo`.
+for a task and how to read the answer into a :class:`TaskInfo`. Two families exist:
+share tasks (:class:`TaskRef`, ``POST /share/taskDetail``) and batch jobs
+(:class:`JobRef`, ``GET /koodrive/ose/v1/{job_id}``, read into a :class:`JobInfo`).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import cast
 
 from . import _wire
-from ._models import TaskInfo, TaskRef
+from ._models import JobInfo, JobRef, Ref, TaskInfo, TaskRef
 from ._transport import Request
 
 
@@ -29,6 +32,21 @@ def share_task_detail(ref: TaskRef) -> Request[TaskInfo]:
     )
 
 
-def detail_request(ref: TaskRef) -> Request[TaskInfo]:
+def job_detail(ref: JobRef) -> Request[JobInfo]:
+    """``GET /koodrive/ose/v1/{job_id}`` for a batch job (no body; signed over the path)."""
+    return Request(
+        "GET",
+        _wire.job_path(ref.job_id),
+        f"query job {ref.job_id}",
+        functools.partial(_wire.parse_job_detail, job_id=ref.job_id),
+        poll=True,
+    )
+
+
+def detail_request(ref: Ref) -> Request[TaskInfo]:
     """The detail request of ``ref``'s family."""
+    if isinstance(ref, JobRef):
+        # A JobInfo is a TaskInfo, and a Request is only ever read: the narrower
+        # result type is safe where a TaskInfo is expected.
+        return cast("Request[TaskInfo]", job_detail(ref))
     return share_task_detail(ref)

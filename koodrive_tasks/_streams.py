@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from ._clock import Timer, call_later, reading
 from ._limiter import Slot
-from ._models import TaskInfo, TaskRef, TaskStatus
+from ._models import Ref, TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from ._transport import Request, Transport
 from .exceptions import KooDriveError, TaskStalledError, TransportError
@@ -118,7 +118,7 @@ class PollStream:
     def __init__(
         self,
         registry: PollStreams,
-        ref: TaskRef,
+        ref: Ref,
         request: Request[TaskInfo],
         transport: Transport,
         policy: PollPolicy,
@@ -590,13 +590,13 @@ class PollStreams:
     def __init__(
         self,
         transport: Transport,
-        detail_request: Callable[[TaskRef], Request[TaskInfo]],
+        detail_request: Callable[[Ref], Request[TaskInfo]],
         sharing: Sharing | None = None,
     ) -> None:
         self._transport = transport
         self._detail_request = detail_request
         self.sharing = sharing
-        self._streams: dict[TaskRef, PollStream] = {}
+        self._streams: dict[Ref, PollStream] = {}
         self._closed: KooDriveError | None = None
 
     def __len__(self) -> int:
@@ -610,7 +610,7 @@ class PollStreams:
 
     def subscribe(
         self,
-        ref: TaskRef,
+        ref: Ref,
         policy: PollPolicy,
         deadline: float | None,
         resume_polls: int | None = None,

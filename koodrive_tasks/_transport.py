@@ -54,6 +54,7 @@ _READ_CHUNK = 1 << 16
 _ACCEPT_ENCODING = "gzip, deflate"
 _DECODED = frozenset({"", "identity", "gzip", "x-gzip", "deflate"})
 _NO_TIMEOUT = aiohttp.ClientTimeout()
+_KEPT_URLS = 1024
 
 
 def new_trace_id() -> str:
@@ -345,6 +346,8 @@ class Transport:
     def _url(self, request: Request[Any]) -> URL:
         url = self._urls.get(request.path)
         if url is None:
+            if len(self._urls) >= _KEPT_URLS:
+                self._urls.clear()  # a job's detail path holds its id: one path per job
             url = self._urls[request.path] = self._base.with_path(self._base_path + request.path)
         return url.with_query(request.query) if request.query else url
 

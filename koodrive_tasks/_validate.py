@@ -21,6 +21,18 @@ def is_text(value: str) -> bool:
     return True
 
 
+def require_text(name: str, value: object) -> None:
+    """Check that ``value`` is a non-empty string with a UTF-8 encoding.
+
+    Raises:
+        InvalidArgumentError: Otherwise, quoting the value (never pass a secret).
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
+    if not is_text(value):
+        raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")
+
+
 def has_control_character(value: str) -> bool:
     """Whether ``value`` holds a character no HTTP header may carry (CR, LF, NUL, ...)."""
     return any(ord(char) < 32 or ord(char) == 127 for char in value)

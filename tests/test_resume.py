@@ -46,8 +46,9 @@ async def test_checkpoint_then_resume_finishes_the_waits(
         token = first.checkpoint(waiters)
     document = json.loads(token)
     assert document["format"] == "koodrive-tasks/waits"
-    assert document["version"] == 1
+    assert document["version"] == 2
     assert {w["task_id"] for w in document["waits"]} == set(ids)
+    assert all(w["family"] == "share_task" for w in document["waits"])
     assert all(w["status"] == TaskStatus.PROCESSING for w in document["waits"])
     assert all(w["polls"] >= 1 for w in document["waits"])
     assert "KDS-SECRET" not in token
@@ -182,10 +183,28 @@ async def test_resumed_waits_spread_their_first_polls(emu: Emulator, clock: Virt
                 ],
             }
         ),
+        *(
+            json.dumps(
+                {
+                    "format": "koodrive-tasks/waits",
+                    "version": 2,
+                    "saved_at": "2026-11-29T12:00:00+00:00",
+                    "waits": [{**wait, "status": 1, "progress": 1, "polls": 1}],
+                }
+            )
+            for wait in (
+                {"share_id": "s", "task_id": "t"},  # version 2 names the family
+                {"family": "batch", "job_id": "1"},
+                {"family": "job"},
+                {"family": "job", "job_id": "a/b"},
+                {"family": "job", "job_id": 12},
+                {"family": "share_task", "job_id": "1"},
+            )
+        ),
     ],
 )
 async def test_bad_tokens_are_refused(token: str, client: KooDriveClient) -> None:
-    """Anything but a well-formed version-1 token raises InvalidArgumentError."""
+    """Anything but a well-formed version-1 or version-2 token raises InvalidArgumentError."""
     with pytest.raises(InvalidArgumentError, match="continuation token"):
         client.resume(token)
 
