@@ -70,6 +70,7 @@ async def work(url: str, token: str, tasks: Path, state: Path, results: Path) ->
     checkpoint, unsent = load_state(tasks, state)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    print("ready", flush=True)  # the driver stops us only from now on
     async with KooDriveClient(url, auth=BearerToken(token), allow_insecure_urls=True) as kd:
         todo: list[TaskRef | TaskWaiter] = [
             *(kd.resume(checkpoint) if checkpoint else ()),
@@ -142,7 +143,9 @@ async def drive(task_count: int, stops: int, seed: int, workdir: Path, scale: fl
         runs = 0
         while True:
             runs += 1
-            worker = await asyncio.create_subprocess_exec(*command)
+            worker = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+            if worker.stdout is not None:
+                await worker.stdout.readline()  # "ready": its SIGTERM handler is in place
             if runs <= stops:
                 await asyncio.sleep(rng.uniform(1.0, 4.0) * max(scale, 0.3))
                 if worker.returncode is None:
