@@ -27,7 +27,7 @@ from ._limiter import Slot
 from ._models import TaskInfo, TaskRef, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from ._transport import Request, Transport
-from .exceptions import KooDriveError, TaskStalledError, TransportError
+from .exceptions import ClientClosedError, KooDriveError, TaskStalledError, TransportError
 
 logger = logging.getLogger("koodrive_tasks")
 
@@ -540,6 +540,12 @@ class PollStreams:
         if stream is None:
             transport = self._transport
             stream = PollStream(self, ref, self._detail_request(ref), transport, policy)
+            if transport.closed:
+                # A wait that starts after close() (made before it, or after): its gate
+                # admits nothing any more, so a stream would queue until the deadline, or
+                # forever without one. It ends at once instead; no stream is kept.
+                stream.fail(ClientClosedError("this KooDriveClient is closed; create a new one"))
+                return stream, stream.subscribe(deadline, listener)
             self._streams[ref] = stream
             first_poll_at = None
             if resume_polls:
