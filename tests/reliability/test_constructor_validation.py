@@ -7,11 +7,13 @@ blank text, control characters, lone surrogates) and checks the outcome against 
 documented contract: a valid value constructs, any other raises ``InvalidArgumentError``
 (never another exception, never later), and no message quotes a secret. Text that
 reaches a header (``language``, ``agent_name``, tokens, app ids) and was accepted is
-then sent to a loopback server, which must receive it unchanged.
+then sent to a loopback server, which must receive it unchanged. A continuation token,
+user data read back from storage, resumes or is refused the same way.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -400,3 +402,40 @@ def test_wait_arguments_are_checked_when_the_wait_is_made(build: Callable[[], An
     error = outcome_of(build)
     assert isinstance(error, InvalidArgumentError), repr(error)
     assert isinstance(error, KooDriveError)
+
+
+# --- a continuation token is user data too ---------------------------------------------------
+
+
+@SETTINGS
+@given(data=st.data())
+@example(data=None)
+def test_any_continuation_token_resumes_or_is_refused(data: st.DataObject | None) -> None:
+    """resume(): a checkpoint with any field replaced by any JSON value resumes or is refused typed."""
+    kd = KooDriveClient("https://kd.example.com", auth=BearerToken(SECRET))
+    document = json.loads(kd.checkpoint([kd.wait_for_task("s", "t", timeout=5)]))
+    wait = document["waits"][0]
+    if data is None:  # the case found: an int past the float range
+        wait["timeout_left"] = 10**400
+    else:
+        field = data.draw(st.sampled_from([*document, *(f"waits.{k}" for k in wait), "(all)"]))
+        value = data.draw(
+            st.one_of(
+                st.none(),
+                st.booleans(),
+                st.integers(),
+                st.integers(min_value=10**300, max_value=10**400),
+                st.floats(allow_nan=False, allow_infinity=False),
+                st.text(max_size=8),
+                st.lists(st.integers(), max_size=2),
+                st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+            )
+        )
+        if field == "(all)":
+            document = value
+        elif field.startswith("waits."):
+            wait[field.removeprefix("waits.")] = value
+        else:
+            document[field] = value
+    error = outcome_of(lambda: kd.resume(json.dumps(document)))
+    assert error is None or isinstance(error, InvalidArgumentError), repr(error)
