@@ -557,9 +557,14 @@ def _check_types(
 ) -> None:
     """Refuse arguments of the wrong type or range at construction, not at the first request."""
     # A class has the methods too (`auth=BearerToken`, `clock=AsyncioClock`): it failed
-    # with a bare TypeError at the first request.
-    if isinstance(auth, type) or not all(
-        callable(getattr(auth, attr, None)) for attr in ("headers", "refresh", "secrets")
+    # with a bare TypeError at the first request. `clock_sensitive` is read at the first
+    # 401: an object without it failed there with a bare AttributeError.
+    if (
+        isinstance(auth, type)
+        or not all(
+            callable(getattr(auth, attr, None)) for attr in ("headers", "refresh", "secrets")
+        )
+        or not isinstance(getattr(auth, "clock_sensitive", None), bool)
     ):
         raise InvalidArgumentError(
             f"auth must be BearerToken(...) or AppSignature(...), got {_kind(auth)}"

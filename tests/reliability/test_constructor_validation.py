@@ -236,6 +236,23 @@ def test_every_client_argument_is_checked_at_construction(name: str, value: obje
     check(CLIENT[name](value), error, SECRET)
 
 
+def test_an_auth_object_missing_part_of_the_scheme_is_refused_at_construction() -> None:
+    """An auth look-alike without clock_sensitive (read at the first 401) is refused up front."""
+
+    class AlmostAuth:
+        async def headers(self, *args: object) -> dict[str, str]:
+            return {"Authorization": f"Bearer {SECRET}"}
+
+        async def refresh(self, rejected: dict[str, str]) -> bool:
+            return False
+
+        def secrets(self) -> tuple[str, ...]:
+            return (SECRET,)
+
+    error = outcome_of(lambda: KooDriveClient("https://kd.example.com", auth=AlmostAuth()))  # type: ignore[arg-type]
+    check(False, error, SECRET)
+
+
 async def test_a_closed_session_is_refused_at_construction() -> None:
     """A ClientSession already closed is an InvalidArgumentError, not a RuntimeError at the first request."""
     session = aiohttp.ClientSession()
