@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import math
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
@@ -40,7 +41,7 @@ from ._policy import PollPolicy
 from ._stats import ClientStats, RequestEvent, RetryEvent
 from ._streams import PollStreams
 from ._transport import Request, Transport
-from ._validate import header_value
+from ._validate import header_value, is_number
 from ._wait import Wait
 from ._waiter import JobWaiter, TaskWaiter, wait_of
 from .exceptions import (
@@ -374,10 +375,7 @@ class KooDriveClient:
             raise InvalidArgumentError(f"policy must be a PollPolicy, got {type(policy).__name__}")
         effective = (policy or self.policy).timeout if timeout is USE_CLIENT_DEFAULT else timeout
         if effective is not None and not (
-            isinstance(effective, (int, float))
-            and not isinstance(effective, bool)
-            and effective > 0
-            and not math.isnan(effective)
+            is_number(effective) and effective > 0 and not math.isnan(effective)
         ):
             raise InvalidArgumentError(f"timeout must be > 0 or None, got {effective!r}")
         return Wait(
@@ -791,10 +789,15 @@ def _nothing_was_done(error: KooDriveError) -> bool:
 def _base_url(base_url: object, allow_insecure_urls: object) -> URL:
     if not isinstance(base_url, str):
         raise InvalidArgumentError(f"base_url must be a string, got {type(base_url).__name__}")
+    reason: str | None = None
     try:
         url = URL(base_url)
     except (TypeError, ValueError) as error:
-        raise InvalidArgumentError(f"base_url is not a URL: {error}") from None
+        # yarl's message quotes the netloc, a password included: only its kind is named,
+        # and the error is raised outside this block so that it has no context.
+        reason = type(error).__name__
+    if reason is not None:
+        raise InvalidArgumentError(f"base_url is not a URL ({reason}): check its host and port")
     if url.scheme not in ("https", "http") or not url.host:
         raise InvalidArgumentError("base_url must be an absolute http(s) URL")
     if url.scheme == "http" and allow_insecure_urls is not True:
@@ -821,40 +824,51 @@ def _check_types(
     on_retry: object,
 ) -> None:
     """Refuse arguments of the wrong type or range at construction, not at the first request."""
-    for name, value in (("auth", auth),):
-        if not all(
-            callable(getattr(value, attr, None)) for attr in ("headers", "refresh", "secrets")
-        ):
-            raise InvalidArgumentError(
-                f"{name} must be BearerToken(...) or AppSignature(...), got {type(value).__name__}"
-            )
+    # A class has the methods too (`auth=BearerToken`, `clock=AsyncioClock`): it failed
+    # with a bare TypeError at the first request. `clock_sensitive` is read at the first
+    # 401: an object without it failed there with a bare AttributeError.
+    if (
+        isinstance(auth, type)
+        or not all(
+            callable(getattr(auth, attr, None)) for attr in ("headers", "refresh", "secrets")
+        )
+        or not isinstance(getattr(auth, "clock_sensitive", None), bool)
+    ):
+        raise InvalidArgumentError(
+            f"auth must be BearerToken(...) or AppSignature(...), got {_kind(auth)}"
+        )
     if session is not None and not isinstance(session, aiohttp.ClientSession):
         raise InvalidArgumentError(
             f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
         )
+    if session is not None and session.closed:
+        raise InvalidArgumentError("session is closed: pass an open aiohttp.ClientSession")
     if not _positive_number(request_timeout):
         raise InvalidArgumentError(f"request_timeout must be a number > 0, got {request_timeout!r}")
     if policy is not None and not isinstance(policy, PollPolicy):
         raise InvalidArgumentError(f"policy must be a PollPolicy, got {type(policy).__name__}")
     if not (isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 1):
         raise InvalidArgumentError(f"attempts must be an integer >= 1, got {attempts!r}")
+    # Below sys.maxsize: the cap is handed to zlib as a C size (past it, OverflowError).
     if not (
         isinstance(max_response_bytes, int)
         and not isinstance(max_response_bytes, bool)
-        and max_response_bytes >= 1024
+        and 1024 <= max_response_bytes < sys.maxsize
     ):
         raise InvalidArgumentError(
-            f"max_response_bytes must be an integer >= 1024, got {max_response_bytes!r}"
+            f"max_response_bytes must be an integer from 1024 to {sys.maxsize - 1}, "
+            f"got {max_response_bytes!r}"
         )
     if not isinstance(allow_insecure_urls, bool):
         raise InvalidArgumentError(
             f"allow_insecure_urls must be True or False, got {allow_insecure_urls!r}"
         )
-    if clock is not None and not all(
-        callable(getattr(clock, attr, None)) for attr in ("monotonic", "now", "sleep")
+    if clock is not None and (
+        isinstance(clock, type)
+        or not all(callable(getattr(clock, attr, None)) for attr in ("monotonic", "now", "sleep"))
     ):
         raise InvalidArgumentError(
-            f"clock must offer monotonic(), now() and sleep(), got {type(clock).__name__}"
+            f"clock must offer monotonic(), now() and sleep(), got {_kind(clock)}"
         )
     if limits is not None and not isinstance(limits, Limits):
         raise InvalidArgumentError(f"limits must be a Limits, got {type(limits).__name__}")
@@ -863,13 +877,15 @@ def _check_types(
             raise InvalidArgumentError(f"{name} must be callable, got {type(hook).__name__}")
 
 
+def _kind(value: object) -> str:
+    """What a wrong argument is, for a message: ``the class BearerToken`` or its type's name."""
+    if isinstance(value, type):
+        return f"the class {value.__name__} (call it to make one)"
+    return type(value).__name__
+
+
 def _positive_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    return is_number(value) and math.isfinite(value) and value > 0  # type: ignore[arg-type,operator]
 
 
 def _require_ids(**ids: object) -> None:

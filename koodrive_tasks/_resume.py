@@ -19,6 +19,7 @@ from datetime import datetime
 import attrs
 
 from ._models import JobRef, Ref, TaskRef, TaskStatus
+from ._validate import is_number
 from .exceptions import InvalidArgumentError
 
 FORMAT = "koodrive-tasks/waits"
@@ -150,9 +151,13 @@ def load(token: str | bytes) -> tuple[list[WaitState], datetime]:
         status = _field(item, "status", int, optional=True)
         timeout_left = _field(item, "timeout_left", (int, float), optional=True)
         polls = _field(item, "polls", int)
+        # is_number first: math.isfinite() of an int past the float range raises OverflowError.
+        finite = timeout_left is None or (
+            is_number(timeout_left) and math.isfinite(timeout_left)  # type: ignore[arg-type]
+        )
         if (
             (status is not None and status not in {int(s) for s in TaskStatus})
-            or (timeout_left is not None and not math.isfinite(float(timeout_left)))  # type: ignore[arg-type]
+            or not finite
             or polls < 0  # type: ignore[operator]
         ):
             raise _bad("a wait holds out-of-range values")

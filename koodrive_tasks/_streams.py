@@ -28,7 +28,7 @@ from ._limiter import Slot
 from ._models import Ref, TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from ._transport import Request, Transport
-from .exceptions import KooDriveError, TaskStalledError, TransportError
+from .exceptions import ClientClosedError, KooDriveError, TaskStalledError, TransportError
 
 if TYPE_CHECKING:
     from ._fleet import Sharing
@@ -626,8 +626,14 @@ class PollStreams:
         if stream is None:
             transport = self._transport
             stream = PollStream(self, ref, self._detail_request(ref), transport, policy)
-            if self._closed is not None:  # a wait joining after close() ends at once
-                stream.fail(self._closed)
+            if self._closed is not None or transport.closed:
+                # A wait that starts after close() (made before it, or after): the gate
+                # admits nothing any more, so a stream would queue until the deadline, or
+                # forever without one. It ends at once instead; no stream is kept.
+                stream.fail(
+                    self._closed
+                    or ClientClosedError("this KooDriveClient is closed; create a new one")
+                )
                 return stream, stream.subscribe(deadline, listener)
             self._streams[ref] = stream
             if self.sharing is not None:

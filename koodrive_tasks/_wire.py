@@ -853,6 +853,13 @@ def decode_json(raw: bytes) -> tuple[object, bool]:
         return None, False
 
 
+# A real answer is one gzip member; concatenated files make a few. Each member costs a
+# fresh inflater and a copy of the input left after it (zlib's unused_data), so a body
+# of tens of thousands of empty members, decoding to nothing, held the event loop for
+# seconds (quadratic copying) while the size cap never saw a byte: more is damage.
+_MAX_GZIP_MEMBERS = 64
+
+
 def decompress_capped(
     data: bytes,
     coding: str,
@@ -863,7 +870,8 @@ def decompress_capped(
     """``data`` decoded from gzip or deflate, refused as soon as it grows past ``cap``.
 
     Never inflates more than ``cap`` + one step: a decompression bomb costs what its
-    first ``cap`` bytes cost, however far it would expand.
+    first ``cap`` bytes cost, however far it would expand. A gzip body of more than
+    ``_MAX_GZIP_MEMBERS`` members is refused as damaged.
     """
     if coding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
@@ -874,8 +882,12 @@ def decompress_capped(
     out: list[bytes] = []
     size = 0
     pending = data
+    members = 0
     try:
         while pending:
+            members += 1
+            if members > _MAX_GZIP_MEMBERS:
+                raise damaged()
             inflater = zlib.decompressobj(wbits)
             while pending:
                 chunk = inflater.decompress(pending, cap + 1 - size)
