@@ -63,7 +63,9 @@ from koodrive_tasks import (
     TaskStatus,
     TaskType,
 )
-from koodrive_tasks.emulator import Curve, Emulator, RandomScripts, TaskScript
+from koodrive_tasks.emulator import Curve, RandomScripts, TaskScript
+from koodrive_tasks.emulator import Task as EmulatedTask
+from koodrive_tasks.emulator import replay as emulate
 
 SEEDS = (20261129, 1, 2, 3, 4)
 WORKLOAD_A = RandomScripts(
@@ -86,18 +88,9 @@ GOALS = {  # ratios against the naive loop; information-free as a share of all p
 Decide = Callable[[float, TaskStatus, int], float]
 
 
-class _Clock:
-    """The emulator's clock: set to each poll's time before reading a snapshot."""
-
-    now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @dataclass
 class Task:
-    task_id: str
+    emulated: EmulatedTask
     script: TaskScript
     kind: TaskKind
 
@@ -109,8 +102,6 @@ class Task:
 @dataclass
 class Workload:
     name: str
-    emulator: Emulator
-    clock: _Clock
     tasks: list[Task]
     arrivals: list[float] = field(default_factory=list)
 
@@ -140,8 +131,6 @@ def make_workload(
     name: str, count: int, seed: int, draw: Callable[[random.Random], TaskScript]
 ) -> Workload:
     """Tasks of one workload, each with a kind whose file count predicts its duration."""
-    clock = _Clock()
-    emulator = Emulator(clock=clock, seed=seed, retention_s=1e12)
     rng = random.Random(seed)
     sizes = random.Random(seed + 1)
     tasks = []
@@ -150,10 +139,10 @@ def make_workload(
         task_type = sizes.choice(list(PER_FILE_S))
         rate = PER_FILE_S[task_type] * math.exp(sizes.gauss(0, SIZE_NOISE))
         files = max(1, round(script.duration_s / rate))
-        task_id = emulator.add_task(script)
-        tasks.append(Task(task_id, script, TaskKind("share", int(task_type), files)))
+        kind = TaskKind("share", int(task_type), files)
+        tasks.append(Task(emulate(script), script, kind))
     arrivals = list(_arrivals(random.Random(seed + 2), count))
-    return Workload(name, emulator, clock, tasks, arrivals)
+    return Workload(name, tasks, arrivals)
 
 
 def _arrivals(rng: random.Random, count: int) -> Iterator[float]:
@@ -185,8 +174,7 @@ def replay(workload: Workload, task: Task, decide: Decide) -> Replay:
     answers: list[tuple[float, bool, int]] = []
     while True:
         polls += 1
-        workload.clock.now = now
-        snapshot = workload.emulator.snapshot(task.task_id)
+        snapshot = task.emulated.snapshot(now)
         status, progress = snapshot.status, snapshot.progress
         if (status, progress) != seen:
             updates += 1
