@@ -92,9 +92,9 @@ SPREAD = 0.15
 _PRUNE = 28.0
 # Seconds: no estimate of an end is sharper than this.
 _FLOOR = 0.7
-# An expectation further than this (squared, in spreads) from every shape's estimate is
-# off for this task: about 3.7 spreads, a chance below 1 in 1,000 each.
-_DISAGREE = 13.8
+# An expectation is off for this task (and dropped) when the shapes' estimates, by
+# their weights, agree with it less on average than one 3 spreads away would.
+_AGREE = math.exp(-9 / 2)
 _SUMS = 6  # per shape: weight, weight * share, weight * share^2, and the same times time
 
 
@@ -213,7 +213,7 @@ class ProgressFit:
         # Running sums of weight, weight * end and weight * (variance + end^2), without
         # and with the expectation; rescaled whenever a better fit shows up.
         w0 = m0 = s0 = w1 = m1 = s1 = 0.0
-        agrees = False
+        agreement = 0.0
         bit = 1
         i = 0
         for _, weights, wu, wuu, prior in SHAPES:
@@ -289,17 +289,16 @@ class ProgressFit:
             s0 += weight * (var + end * end)
             if with_prior:
                 joint = var + prior_var
-                distance = (end - prior_mean) ** 2 / joint
-                if distance <= _DISAGREE:
-                    agrees = True
+                fits = exp(-((end - prior_mean) ** 2) / joint / 2)
+                agreement += weight * fits
                 combined = (end * prior_var + prior_mean * var) / joint
-                weight *= exp(-distance / 2) / math.sqrt(joint)
+                weight *= fits / math.sqrt(joint)
                 w1 += weight
                 m1 += weight * combined
                 s1 += weight * (var * prior_var / joint + combined * combined)
         if w0 <= 0:
             return None
-        used = agrees and w1 > 0
+        used = w1 > 0 and agreement >= _AGREE * w0
         if used:
             w0, m0, s0 = w1, m1, s1
         mean = m0 / w0
