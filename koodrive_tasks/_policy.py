@@ -258,25 +258,24 @@ class PollPlan:
     shows the task still running; the delay it returns is the time until the next
     poll. No clock and no network: the benchmarks replay exactly what a wait does.
 
-    Progress-aware (see :class:`PollPolicy`), the plan keeps the first progress value
-    seen and the newest few, each with the time it was first seen. While the task is
-    pending it sleeps ``factor - 1`` times the time waited (at least ``initial_delay``,
-    at most ``max_delay``); at 0 %, a multiple of the processing time watched. Once
-    progress rises, it fits the samples to a few shapes of progress over time (steady,
+    Progress-aware (see :class:`PollPolicy`), while the task is pending the plan sleeps
+    ``factor - 1`` times the time waited (at least ``initial_delay``, at most
+    ``max_delay``); at 0 %, a multiple of the processing time watched. Once progress
+    rises, it fits what it has seen to four shapes of progress over time (steady,
     speeding up, slowing down towards the end, S-shaped: see ``_progress.py``), newer
-    samples weighing more, and sums the shapes' estimates up, weighted by how well each
-    fits, as a normal distribution of the end. The next poll goes where the chance that
-    the task has ended, given it was running at the last poll, stops being worth less
-    than a poll: where ``P(ended by t) / density(t)`` equals ``poll_cost`` plus half the
-    estimate's spread. A wide estimate puts it well before the end, to see the task
-    again closer to it; a sharp one just past the end. It is never later than a share
-    of the processing time watched so far (0.6, widened for each new value that
-    confirms the estimate). A task past every estimate is polled again after half its
-    overrun. An expected duration (learned from finished tasks of the same kind)
-    sharpens the estimate while it agrees with the progress, and is dropped when it does
-    not.
+    values weighing more, and sums the shapes' estimates up, weighted by how well each
+    fits, as a normal distribution of the end. The next poll goes to the time ``t``
+    where ``P(ended by t) / density(t)``, given the task was running at the last poll,
+    equals ``poll_cost`` plus half the estimate's spread: polling later would cost more
+    lag than a poll. A wide estimate puts it before the end, to see the task again
+    closer to it; a sharp one just past the end. It is never later than a share of the
+    processing time watched so far (0.6, widened for each new value that confirms the
+    estimate). A task past every estimate is polled again after half its overrun. An
+    expected duration (learned from finished tasks of the same kind) sharpens the
+    estimate while it agrees with the progress, and is dropped when it does not.
 
-    Memory is bounded: a few numbers and at most six samples, however long the wait.
+    Memory is bounded however long the wait: the first value seen, the newest, and a
+    few running sums per shape; the values in between are not kept.
 
     Args:
         policy: The wait's policy.
