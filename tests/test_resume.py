@@ -12,7 +12,7 @@ from koodrive_tasks import BearerToken, InvalidArgumentError, KooDriveClient, Po
 from koodrive_tasks.emulator import Emulator, TaskScript
 from koodrive_tasks.testing import VirtualClock
 
-POLICY = PollPolicy(initial_delay=2, factor=2, max_delay=30, jitter=0, timeout=3600)
+POLICY = PollPolicy.backoff(initial_delay=2, factor=2, max_delay=30, jitter=0, timeout=3600)
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ async def test_resumed_waits_spread_their_first_polls(emu: Emulator, clock: Virt
     )
     sent: list[float] = []
     async with connect(emu, clock, on_request=lambda e: sent.append(clock.monotonic())) as kd:
-        resumed = kd.resume(token, policy=PollPolicy(jitter=0))
+        resumed = kd.resume(token, policy=PollPolicy.backoff(jitter=0))
         await kd.wait_many(resumed)
     first_polls = sorted(sent)[:200]
     # poll_delay(4) = 2 * 2**3 = 16 s: the first polls spread over it, not at t=0

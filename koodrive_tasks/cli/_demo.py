@@ -42,7 +42,7 @@ async def run_demo(
         max_pending_s=2 * time_scale,
     )
     # The poll policy scales with the demo so a fast run still shows polling at work.
-    policy = PollPolicy(
+    policy = PollPolicy.backoff(
         initial_delay=0.5 * time_scale,
         factor=1.5,
         max_delay=8 * time_scale,

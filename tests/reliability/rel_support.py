@@ -59,7 +59,7 @@ def client_for(
     return KooDriveClient(emu.url, auth=auth, **options)
 
 
-QUICK = PollPolicy(
+QUICK = PollPolicy.backoff(
     initial_delay=1.0,
     factor=1.5,
     max_delay=20.0,
@@ -68,7 +68,7 @@ QUICK = PollPolicy(
     retry_initial_delay=0.5,
     retry_max_delay=10.0,
 )
-"""A polling policy for virtual-time tests: the real defaults, shorter ceilings."""
+"""A polling policy for virtual-time tests: plain backoff with shorter ceilings."""
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 from aiohttp import web
 from hypothesis import HealthCheck, example, given, settings
@@ -148,7 +149,7 @@ def policy_field(name: str, value: object) -> bool:
     d = POLICY_DEFAULTS
     if name == "progress_aware":
         return isinstance(value, bool)
-    if name in ("jitter", "eta_margin"):
+    if name == "jitter":
         return number(value) and 0 <= value <= 1  # type: ignore[operator]
     if name in ("timeout", "stall_timeout"):
         return value is None or (finite(value) and value > 0)  # type: ignore[operator]
@@ -164,6 +165,7 @@ def policy_field(name: str, value: object) -> bool:
         "retry_after_min": v <= d.retry_after_max,
         "retry_after_max": v >= d.retry_after_min,
         "progress_max_delay": v >= d.initial_delay,
+        "poll_cost": True,
     }[name]
 
 
@@ -179,7 +181,7 @@ POLICY_FIELDS = [
     "retry_after_max",
     "progress_aware",
     "progress_max_delay",
-    "eta_margin",
+    "poll_cost",
     "stall_timeout",
 ]
 
@@ -456,3 +458,8 @@ def test_any_continuation_token_resumes_or_is_refused(data: st.DataObject | None
             document[field] = value
     error = outcome_of(lambda: kd.resume(json.dumps(document)))
     assert error is None or isinstance(error, InvalidArgumentError), repr(error)
+
+
+def test_every_poll_policy_field_has_a_rule_here() -> None:
+    """A field added to PollPolicy must be added to the property test's rules too."""
+    assert set(POLICY_FIELDS) == {field.name for field in attrs.fields(PollPolicy)}
