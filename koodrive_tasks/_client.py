@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import math
 import sys
@@ -21,6 +22,7 @@ from ._clock import AsyncioClock, Clock
 from ._families import detail_request, job_detail
 from ._fleet import Coordinator, Sharing
 from ._job_specs import JOB_SPECS, JobSpec
+from ._learning import DurationModel, TaskKind
 from ._limiter import FleetLimiter, LocalLimiter
 from ._limits import Limits
 from ._models import (
@@ -109,6 +111,10 @@ class KooDriveClient:
             every process of the fleet. ``limits.rate``, ``burst`` and the 429 pause then
             apply to the whole fleet, and each task is polled by one process, the others
             hearing what it sees. The client never closes it (its owner does).
+        durations: Learns how long tasks take, by family, type and file count, from the
+            tasks this client saw finish; waits then aim their polls near the expected
+            end. By default a model of the client's own; pass one to share or keep it,
+            ``None`` to learn nothing.
 
     Raises:
         InvalidArgumentError: If an argument is invalid (before anything is sent).
@@ -132,6 +138,7 @@ class KooDriveClient:
         on_request: Callable[[RequestEvent], None] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
         coordinator: Coordinator | None = None,
+        durations: DurationModel | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> None:
         url = _base_url(base_url, allow_insecure_urls)
         _check_types(
@@ -193,7 +200,13 @@ class KooDriveClient:
         self._sharing = (
             None if coordinator is None else Sharing(coordinator, float(request_timeout))
         )
-        self._streams = PollStreams(self._transport, detail_request, self._sharing)
+        if durations is USE_CLIENT_DEFAULT:
+            durations = DurationModel()
+        elif durations is not None and not isinstance(durations, DurationModel):
+            raise InvalidArgumentError(
+                f"durations must be a DurationModel or None, got {type(durations).__name__}"
+            )
+        self._streams = PollStreams(self._transport, detail_request, self._sharing, durations)
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
         self._requests: dict[TaskRef, Request[TaskInfo]] = {}
 
@@ -360,7 +373,14 @@ class KooDriveClient:
             secrets=(ref.kdstoken,) if ref.kdstoken else (),
         )
         # Only failures where the server surely did nothing are safe to repeat.
-        return await self._transport.call(request, task_id=None, may_retry=_nothing_was_done)
+        task_id = await self._transport.call(request, task_id=None, may_retry=_nothing_was_done)
+        with contextlib.suppress(InvalidArgumentError):  # an id that cannot be waited for
+            self._streams.created(
+                TaskRef(share_id, task_id, ref.kdstoken),
+                self.clock.monotonic(),
+                TaskKind("share", int(task_type), len(ids)),
+            )
+        return task_id
 
     # --- waits ---------------------------------------------------------------------------------
 
@@ -642,11 +662,12 @@ class KooDriveClient:
         )
         job_id = await self._transport.call(request, task_id=None, may_retry=_nothing_was_done)
         try:
-            JobRef(job_id)
+            ref = JobRef(job_id)
         except InvalidArgumentError:
             raise ProtocolError(
                 "create job: the server answered with an id that cannot be queried"
             ) from None
+        self._streams.created(ref, self.clock.monotonic(), None)  # kind: from its first answer
         return job_id
 
     async def get_job(self, job_id: str) -> JobInfo:
@@ -792,13 +813,14 @@ def _base_url(base_url: object, allow_insecure_urls: object) -> URL:
     reason: str | None = None
     try:
         url = URL(base_url)
-    except (TypeError, ValueError) as error:
+        host = url.host  # decoded lazily: an odd IDNA host fails here, not in URL()
+    except (TypeError, ValueError) as error:  # UnicodeError is a ValueError
         # yarl's message quotes the netloc, a password included: only its kind is named,
         # and the error is raised outside this block so that it has no context.
         reason = type(error).__name__
     if reason is not None:
         raise InvalidArgumentError(f"base_url is not a URL ({reason}): check its host and port")
-    if url.scheme not in ("https", "http") or not url.host:
+    if url.scheme not in ("https", "http") or not host:
         raise InvalidArgumentError("base_url must be an absolute http(s) URL")
     if url.scheme == "http" and allow_insecure_urls is not True:
         raise InvalidArgumentError(

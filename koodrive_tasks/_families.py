@@ -12,6 +12,7 @@ import functools
 from typing import cast
 
 from . import _wire
+from ._learning import TaskKind
 from ._models import JobInfo, JobRef, Ref, TaskInfo, TaskRef
 from ._transport import Request
 
@@ -50,3 +51,11 @@ def detail_request(ref: Ref) -> Request[TaskInfo]:
         # result type is safe where a TaskInfo is expected.
         return cast("Request[TaskInfo]", job_detail(ref))
     return share_task_detail(ref)
+
+
+def task_kind(info: TaskInfo) -> TaskKind:
+    """What a task's duration is learned by: its family, type and size (file count)."""
+    if isinstance(info, JobInfo):
+        job_type = 0 if info.job_type is None else int(info.job_type)
+        return TaskKind("job", job_type, info.content_num or len(info.files))
+    return TaskKind("share", 0 if info.task_type is None else int(info.task_type), len(info.files))

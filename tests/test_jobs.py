@@ -464,7 +464,9 @@ async def test_waits_on_one_job_share_its_polls(emu: Emulator, clock: VirtualClo
         other = await kd.create_job(CopyJob("a", container_id="c1"))
         infos = await asyncio.gather(*(kd.wait_for_job(other) for _ in range(3)))
     assert all(info.status is TaskStatus.COMPLETED for info in [alone, *infos])
-    assert emu.stats.requests["job_detail"] - polls_alone == pytest.approx(polls_alone, abs=1)
+    # One stream's polls (fewer, even: the client learned from the first job how long such
+    # a job takes), not three streams' worth.
+    assert emu.stats.requests["job_detail"] - polls_alone <= polls_alone + 1
 
 
 async def test_jobs_and_share_tasks_in_one_batch(emu: Emulator, clock: VirtualClock) -> None:
@@ -609,15 +611,17 @@ async def test_checkpoint_and_resume_mix_jobs_and_share_tasks(
 async def test_resumed_job_keeps_what_was_left_of_its_deadline(
     emu: Emulator, clock: VirtualClock
 ) -> None:
-    """A job wait with 100 s left, resumed 40 s later, times out 60 s after resuming."""
+    """A job wait checkpointed with L seconds left, resumed 40 s later, times out L - 40 s after."""
     emu.queue_script(TaskScript(pending_s=0, duration_s=10_000))
     async with connect(emu, clock) as first:
         waiter = first.wait_for_job(
             await first.create_job(CopyJob("a", container_id="c1")), timeout=110
         )
+        started = clock.monotonic()  # the deadline counts from the first iteration
         async for _ in waiter:
             break
         clock.advance(10)
+        left = 110 - (clock.monotonic() - started)
         token = first.checkpoint([waiter])
     clock.advance(40)
     async with connect(emu, clock) as second:
@@ -625,7 +629,7 @@ async def test_resumed_job_keeps_what_was_left_of_its_deadline(
         start = clock.monotonic()
         with pytest.raises(WaitTimeoutError):
             await resumed
-    assert clock.monotonic() - start == pytest.approx(60)
+    assert clock.monotonic() - start == pytest.approx(left - 40)
 
 
 async def test_delivered_job_outcomes_leave_the_checkpoint(
