@@ -60,6 +60,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 """A task detail is a few KB; a 1000-file ``taskInfos`` list stays far below 1 MiB."""
 MAX_FILE_IDS = 1000
 _E = TypeVar("_E", bound=enum.IntEnum)
+_T = TypeVar("_T")
 _DEFAULT_ATTEMPTS = 4
 _KEPT_REQUESTS = 256
 MAX_JOB_PAGE = 100
@@ -208,7 +209,7 @@ class KooDriveClient:
             )
         self._streams = PollStreams(self._transport, detail_request, self._sharing, durations)
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
-        self._requests: dict[TaskRef, Request[TaskInfo]] = {}
+        self._requests: dict[tuple[str, str, str | None], Request[TaskInfo]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -287,14 +288,19 @@ class KooDriveClient:
         Raises:
             KooDriveError: A subclass saying what went wrong.
         """
-        ref = TaskRef(share_id, task_id, kdstoken)
-        request = self._requests.get(ref)
+        # A caller polling in its own loop sends the same request again and again: it is
+        # built (and encoded, and its ids checked) once. Bounded, dropped on close (it may
+        # hold a kdstoken).
+        key = (share_id, task_id, kdstoken)
+        try:
+            request = self._requests.get(key)
+        except TypeError:  # an unhashable id: TaskRef says what is wrong with it
+            request = None
         if request is None:
-            # A caller polling in its own loop sends the same request again and again: it
-            # is built (and encoded) once. Bounded, dropped on close (it may hold a kdstoken).
+            ref = TaskRef(share_id, task_id, kdstoken)
             if len(self._requests) >= _KEPT_REQUESTS:
                 self._requests.clear()
-            request = self._requests[ref] = detail_request(ref)
+            request = self._requests[key] = detail_request(ref)
         return await self._transport.call(request, task_id=task_id, may_retry=_retryable)
 
     async def create_share_task(
@@ -368,7 +374,7 @@ class KooDriveClient:
             "POST",
             _wire.SHARE_TASKS_PATH,
             "create share task",
-            _wire.parse_created_task_id,
+            _ignore_subject(_wire.parse_created_task_id),
             body=_wire.encode_body(body),
             secrets=(ref.kdstoken,) if ref.kdstoken else (),
         )
@@ -656,7 +662,7 @@ class KooDriveClient:
             "POST",
             _wire.JOBS_PATH,
             f"create {spec.job_type.name.lower().replace('_', ' ')} job",
-            _wire.parse_created_task_id,
+            _ignore_subject(_wire.parse_created_task_id),
             body=_wire.encode_body(_wire.job_body(spec)),
             secrets=(spec.password,) if spec.password else (),
         )
@@ -729,7 +735,11 @@ class KooDriveClient:
                 offset=offset, limit=page_size, job_type=job_type, status=status
             )
             request = Request(
-                "GET", _wire.JOBS_PATH, "list jobs", _wire.parse_job_list, query=query
+                "GET",
+                _wire.JOBS_PATH,
+                "list jobs",
+                _ignore_subject(_wire.parse_job_list),
+                query=query,
             )
             page = await self._transport.call(request, task_id=None, may_retry=_retryable)
             ids = [job.task_id for job in page]
@@ -763,8 +773,9 @@ class KooDriveClient:
         request = Request(
             "POST",
             _wire.CANCEL_JOB_PATH,
-            f"cancel job {job_id}",
-            _wire.parse_acknowledgement,
+            "cancel job",
+            _ignore_subject(_wire.parse_acknowledgement),
+            job_id,
             body=_wire.encode_body(_wire.cancel_job_body(job_id)),
         )
         await self._transport.call(request, task_id=job_id, may_retry=_nothing_was_done)
@@ -797,6 +808,11 @@ class KooDriveClient:
             InvalidArgumentError: If the id, the policy or the timeout is invalid.
         """
         return JobWaiter(self._wait(JobRef(job_id), timeout, policy))
+
+
+def _ignore_subject(parse: Callable[[object], _T]) -> Callable[[object, str], _T]:
+    """A ``Request.parse`` for a request whose answer does not depend on its subject."""
+    return lambda payload, _subject: parse(payload)
 
 
 def _retryable(error: KooDriveError) -> bool:

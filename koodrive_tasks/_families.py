@@ -8,7 +8,6 @@ share tasks (:class:`TaskRef`, ``POST /share/taskDetail``) and batch jobs
 
 from __future__ import annotations
 
-import functools
 from typing import cast
 
 from . import _wire
@@ -25,8 +24,9 @@ def share_task_detail(ref: TaskRef) -> Request[TaskInfo]:
     return Request(
         "POST",
         _wire.TASK_DETAIL_PATH,
-        f"query task {ref.task_id}",
-        functools.partial(_wire.parse_task_detail, task_id=ref.task_id),
+        "query task",
+        _read_task_detail,
+        ref.task_id,
         body=_wire.encode_body(body),
         secrets=(ref.kdstoken,) if ref.kdstoken else (),
         poll=True,
@@ -36,12 +36,18 @@ def share_task_detail(ref: TaskRef) -> Request[TaskInfo]:
 def job_detail(ref: JobRef) -> Request[JobInfo]:
     """``GET /koodrive/ose/v1/{job_id}`` for a batch job (no body; signed over the path)."""
     return Request(
-        "GET",
-        _wire.job_path(ref.job_id),
-        f"query job {ref.job_id}",
-        functools.partial(_wire.parse_job_detail, job_id=ref.job_id),
-        poll=True,
+        "GET", _wire.job_path(ref.job_id), "query job", _read_job_detail, ref.job_id, poll=True
     )
+
+
+# Module functions rather than a partial per request: a poll stream keeps its request
+# for as long as it polls, and the subject it reads is the request's own.
+def _read_task_detail(payload: object, task_id: str) -> TaskInfo:
+    return _wire.parse_task_detail(payload, task_id=task_id)
+
+
+def _read_job_detail(payload: object, job_id: str) -> JobInfo:
+    return _wire.parse_job_detail(payload, job_id=job_id)
 
 
 def detail_request(ref: Ref) -> Request[TaskInfo]:

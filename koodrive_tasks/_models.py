@@ -257,8 +257,9 @@ def _check_kdstoken(value: object) -> None:
         raise InvalidArgumentError("kdstoken is not valid text (a lone surrogate)")
 
 
-# Not slotted, for the reason given at FileResult: refs are built for every one-shot call.
-@attrs.frozen(slots=False, cache_hash=True)
+# Slotted: a wait keeps its ref for as long as it runs, and a hundred thousand of them
+# may run at once (a one-shot get_share_task builds none when its request is kept).
+@attrs.frozen(weakref_slot=False)
 class TaskRef:
     """Which share task to wait for.
 
@@ -308,7 +309,7 @@ class TaskRef:
         )
 
 
-@attrs.frozen(slots=False, cache_hash=True)  # not slotted: see TaskRef
+@attrs.frozen(weakref_slot=False)  # slotted: see TaskRef
 class JobRef:
     """Which batch job to wait for.
 

@@ -66,11 +66,18 @@ def new_trace_id() -> str:
 class Request(Generic[_T]):
     """One request as the path sends it, built once and sent as often as needed.
 
+    A poll stream keeps its task's request for as long as it polls, so the request
+    holds no more than it must: what it is about (``subject``) is one field, shared
+    with the task's reference, and its name in errors and logs is built only when
+    one is written.
+
     Attributes:
         method: ``"GET"`` or ``"POST"``.
         path: The API path (the base URL's path is prefixed).
-        operation: How errors and logs name it (``"query task t1"``).
-        parse: Reads a successful answer's payload.
+        action: What it does, as errors and logs name it (``"query task"``).
+        parse: Reads a successful answer's payload, given the request's ``subject``.
+        subject: What it is about, if anything: the task or job id, named after the
+            action and passed to ``parse``.
         body: The encoded JSON body, if any. It may hold a kdstoken: never shown.
         query: Query parameters, if any.
         secrets: Values to redact from anything the server echoes (a kdstoken).
@@ -79,12 +86,18 @@ class Request(Generic[_T]):
 
     method: str
     path: str
-    operation: str
-    parse: Callable[[object], _T] = attrs.field(repr=False)
+    action: str
+    parse: Callable[[object, str], _T] = attrs.field(repr=False)
+    subject: str = ""
     body: bytes | None = attrs.field(default=None, repr=False)
     query: tuple[tuple[str, str], ...] = ()
     secrets: tuple[str, ...] = attrs.field(default=(), repr=False)
     poll: bool = False
+
+    @property
+    def operation(self) -> str:
+        """How errors and logs name it: ``"query task t1"``."""
+        return f"{self.action} {self.subject}" if self.subject else self.action
 
 
 class _Cutoff:
@@ -521,7 +534,7 @@ class Transport:
         payload = self._decode(status, raw, headers, trace_id, request)
         failure: ProtocolError | None = None
         try:
-            return request.parse(payload)
+            return request.parse(payload, request.subject)
         except ProtocolError as error:
             # Built here, raised below: raising inside the except block would keep the
             # unredacted original reachable as the new error's __context__.
