@@ -27,8 +27,8 @@ PAGE = Path(__file__).with_name("static") / "progress.html"
 SHARE_ID = "share-1"
 CONTAINER_ID = "container-1"
 FILE_IDS = ("file-1", "file-2", "file-3")
-# A progress bar wants sub-second updates; the default policy backs off to 30 s.
-UI_POLICY = PollPolicy(initial_delay=0.3, factor=1.3, max_delay=1.0)
+# A progress bar wants sub-second updates; the default policy may wait two minutes.
+UI_POLICY = PollPolicy.interactive()
 RETRY_S = 2.0  # the browser's reconnection delay after a server restart
 
 KD = web.AppKey("kd", KooDriveClient)

@@ -1,4 +1,4 @@
-"""Drive KooDrive's asynchronous share tasks from asyncio.
+"""Drive KooDrive's asynchronous share tasks and batch jobs from asyncio.
 
 Create a task, wait for it with exponential backoff, stream its progress, and get
 the download URL of the finished package::
@@ -14,11 +14,25 @@ from ._auth import AppSignature, BearerToken
 from ._batches import CompletionStream, TaskBatch, UpdateStream, WorkPool
 from ._client import USE_CLIENT_DEFAULT, KooDriveClient, UseClientDefault
 from ._clock import AsyncioClock, Clock
+from ._job_specs import (
+    CopyJob,
+    DecompressJob,
+    DeleteJob,
+    EmptyRecycleBinJob,
+    JobSpec,
+    MoveJob,
+    PackageJob,
+    RestoreJob,
+)
 from ._learning import DurationModel, ExpectedDuration, TaskKind
 from ._limits import Limits
 from ._models import (
+    ActionType,
     FileResult,
     FileStatus,
+    JobInfo,
+    JobRef,
+    JobType,
     ProgressUpdate,
     TargetFolder,
     TaskInfo,
@@ -26,12 +40,13 @@ from ._models import (
     TaskResultCode,
     TaskStatus,
     TaskType,
+    UncompressedFile,
 )
 from ._outcome import TaskOutcome
 from ._policy import PollPlan, PollPolicy
 from ._progress import ProgressSample
 from ._stats import ClientStats, RequestEvent, RetryEvent
-from ._waiter import TaskWaiter
+from ._waiter import JobWaiter, TaskWaiter
 from .exceptions import (
     APIError,
     AuthenticationError,
@@ -61,6 +76,7 @@ from .exceptions import (
 
 __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "APIError",
+    "ActionType",
     "AppSignature",
     "AsyncioClock",
     "AuthenticationError",
@@ -71,8 +87,12 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "ClockSkewError",
     "CompletionStream",
     "ConnectError",
+    "CopyJob",
     "CredentialProviderError",
+    "DecompressJob",
+    "DeleteJob",
     "DurationModel",
+    "EmptyRecycleBinJob",
     "EventLoopMismatchError",
     "ExpectedDuration",
     "FileResult",
@@ -80,11 +100,18 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "InsecureURLError",
     "InvalidArgumentError",
     "InvalidParameterError",
+    "JobInfo",
+    "JobRef",
+    "JobSpec",
+    "JobType",
+    "JobWaiter",
     "KooDriveClient",
     "KooDriveError",
     "Limits",
     "MalformedResponseError",
+    "MoveJob",
     "NotFoundError",
+    "PackageJob",
     "PermissionDeniedError",
     "PollPlan",
     "PollPolicy",
@@ -94,6 +121,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "RateLimitedError",
     "RequestEvent",
     "RequestTimeoutError",
+    "RestoreJob",
     "RetryEvent",
     "ServerError",
     "TargetFolder",
@@ -112,6 +140,7 @@ __all__ = [  # noqa: RUF022 - plain sorted(), as test_public_api checks
     "TaskWaiter",
     "TransportError",
     "USE_CLIENT_DEFAULT",
+    "UncompressedFile",
     "UpdateStream",
     "UseClientDefault",
     "WaitTimeoutError",

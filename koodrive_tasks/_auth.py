@@ -90,13 +90,25 @@ class BearerToken:
         is propagated (and the provider cancelled with it).
         """
         assert self._provider is not None  # noqa: S101 - only called with a provider
-        call = asyncio.ensure_future(self._provider())
+        name = self._provider_name
+        failed_early: str | None = None
+        try:
+            call = asyncio.ensure_future(self._provider())
+        except Exception as error:  # noqa: BLE001 - any failure of the provider is its own
+            # A plain function (it returned a str, or raised): the provider's failure too,
+            # raised below without its context, whose message may hold a secret.
+            failed_early = type(error).__name__
+        if failed_early is not None:
+            raise CredentialProviderError(
+                f"the token provider {name} failed ({failed_early}) before it could be "
+                "awaited: a provider must be an async callable returning the token",
+                provider=name,
+            )
         try:
             await asyncio.wait((call,))
         except BaseException:
             call.cancel()
             raise
-        name = self._provider_name
         if call.cancelled():
             raise CredentialProviderError(
                 f"the token provider {name} was cancelled without being asked to "

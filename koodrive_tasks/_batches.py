@@ -17,7 +17,7 @@ from typing import TypeVar, Union
 
 import attrs
 
-from ._models import ProgressUpdate, TaskLike, TaskRef
+from ._models import ProgressUpdate, Ref, TaskLike
 from ._outcome import TaskOutcome
 from ._wait import Wait, cancel_requested
 from ._waiter import TaskWaiter
@@ -33,7 +33,7 @@ class _Crash:
 
 _B = TypeVar("_B", bound="TaskBatch")
 _START_STEP = 256  # waits joined per loop step: a batch of 100,000 must not stall the loop
-_Event = Union[tuple[TaskRef, ProgressUpdate], TaskOutcome, _Crash]  # noqa: UP007 - a runtime alias on 3.10
+_Event = Union[tuple[Ref, ProgressUpdate], TaskOutcome, _Crash]  # noqa: UP007 - a runtime alias on 3.10
 
 
 class TaskBatch:
@@ -54,8 +54,8 @@ class TaskBatch:
         max_running: int | None = None,
         sealed: bool = True,
     ) -> None:
-        self._waits: dict[TaskRef, Wait] = {}  # one wait per task, order kept
-        self._refs: list[TaskRef] = []
+        self._waits: dict[Ref, Wait] = {}  # one wait per task, order kept
+        self._refs: list[Ref] = []
         self._not_started: deque[Wait] = deque()
         self._running = 0
         self._max_running = max_running
@@ -67,7 +67,7 @@ class TaskBatch:
         self._filling = False
         self._closed = False  # aclose() was called: nothing more comes
         self._ended: KooDriveError | None = None
-        self.outcomes: dict[TaskRef, TaskOutcome] = {}
+        self.outcomes: dict[Ref, TaskOutcome] = {}
         for wait in waits:
             self._add(wait)
 
@@ -93,12 +93,12 @@ class TaskBatch:
         await self.aclose()
 
     @property
-    def refs(self) -> list[TaskRef]:
+    def refs(self) -> list[Ref]:
         """The batch's tasks, in the order given (one entry per task)."""
         return list(self._refs)
 
     @property
-    def pending(self) -> list[TaskRef]:
+    def pending(self) -> list[Ref]:
         """The tasks whose outcome has not been delivered yet, in the order given."""
         return [ref for ref in self._refs if not self._waits[ref].delivered]
 
@@ -242,7 +242,7 @@ class TaskBatch:
     def _delivered(self) -> None:
         """An outcome reached the consumer (a pool lets a waiting producer go on)."""
 
-    async def events(self) -> AsyncIterator[tuple[TaskRef, ProgressUpdate] | TaskOutcome]:
+    async def events(self) -> AsyncIterator[tuple[Ref, ProgressUpdate] | TaskOutcome]:
         """Every event in the order it happened.
 
         ``(ref, update)`` pairs (for a batch that follows updates, ``watch_many``) and
@@ -252,7 +252,7 @@ class TaskBatch:
             assert not isinstance(event, _Crash)  # noqa: S101 - _next_event raises those
             yield event
 
-    async def results(self) -> dict[TaskRef, TaskOutcome]:
+    async def results(self) -> dict[Ref, TaskOutcome]:
         """Wait for every task and return the outcomes, in the order the tasks were given."""
         try:
             while await self._next_event() is not None:
@@ -265,10 +265,10 @@ class TaskBatch:
 class UpdateStream(TaskBatch):
     """``async for ref, update in kd.watch_many(tasks)``: every change of every task."""
 
-    def __aiter__(self) -> AsyncIterator[tuple[TaskRef, ProgressUpdate]]:
+    def __aiter__(self) -> AsyncIterator[tuple[Ref, ProgressUpdate]]:
         return self
 
-    async def __anext__(self) -> tuple[TaskRef, ProgressUpdate]:
+    async def __anext__(self) -> tuple[Ref, ProgressUpdate]:
         while True:
             event = await self._next_event()
             if event is None:
@@ -321,7 +321,7 @@ class WorkPool(CompletionStream):
         return len(self._refs) - len(self.outcomes)
 
     async def submit(self, task: TaskLike | TaskWaiter) -> None:
-        """Hand a task over: a ``TaskRef``, a ``(share_id, task_id)`` tuple or a waiter.
+        """Hand a task over: a ``TaskRef``, a ``JobRef``, a ``(share_id, task_id)`` tuple or a waiter.
 
         Waits while the pool is full. A task the pool already has is ignored.
 

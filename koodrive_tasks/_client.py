@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import math
+import sys
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -17,24 +19,39 @@ from . import _resume, _wire
 from ._auth import Auth
 from ._batches import CompletionStream, TaskBatch, UpdateStream, WorkPool
 from ._clock import AsyncioClock, Clock
-from ._families import detail_request
+from ._families import detail_request, job_detail
 from ._fleet import Coordinator, Sharing
+from ._job_specs import JOB_SPECS, JobSpec
+from ._learning import DurationModel, TaskKind
 from ._limiter import FleetLimiter, LocalLimiter
 from ._limits import Limits
-from ._models import TargetFolder, TaskInfo, TaskLike, TaskRef, TaskType
+from ._models import (
+    JobInfo,
+    JobRef,
+    JobType,
+    Ref,
+    TargetFolder,
+    TaskInfo,
+    TaskLike,
+    TaskRef,
+    TaskStatus,
+    TaskType,
+    ref_of,
+)
 from ._outcome import TaskOutcome
 from ._policy import PollPolicy
 from ._stats import ClientStats, RequestEvent, RetryEvent
 from ._streams import PollStreams
 from ._transport import Request, Transport
-from ._validate import header_value
+from ._validate import header_value, is_number
 from ._wait import Wait
-from ._waiter import TaskWaiter, wait_of
+from ._waiter import JobWaiter, TaskWaiter, wait_of
 from .exceptions import (
     ClientClosedError,
     ConnectError,
     InvalidArgumentError,
     KooDriveError,
+    ProtocolError,
     RateLimitedError,
 )
 
@@ -42,8 +59,12 @@ DEFAULT_REQUEST_TIMEOUT = 30.0
 DEFAULT_MAX_RESPONSE_BYTES = 1 << 20
 """A task detail is a few KB; a 1000-file ``taskInfos`` list stays far below 1 MiB."""
 MAX_FILE_IDS = 1000
+_E = TypeVar("_E", bound=enum.IntEnum)
+_T = TypeVar("_T")
 _DEFAULT_ATTEMPTS = 4
 _KEPT_REQUESTS = 256
+MAX_JOB_PAGE = 100
+"""The most jobs one page of ``list_jobs`` may ask for (the API's ``limit``)."""
 
 
 class UseClientDefault(enum.Enum):
@@ -57,7 +78,7 @@ USE_CLIENT_DEFAULT: Final = UseClientDefault.USE_CLIENT_DEFAULT
 
 
 class KooDriveClient:
-    """An async client for KooDrive's asynchronous share tasks.
+    """An async client for KooDrive's asynchronous share tasks and batch jobs.
 
     Use it as an async context manager (or call :meth:`close`)::
 
@@ -91,6 +112,10 @@ class KooDriveClient:
             every process of the fleet. ``limits.rate``, ``burst`` and the 429 pause then
             apply to the whole fleet, and each task is polled by one process, the others
             hearing what it sees. The client never closes it (its owner does).
+        durations: Learns how long tasks take, by family, type and file count, from the
+            tasks this client saw finish; waits then aim their polls near the expected
+            end. By default a model of the client's own; pass one to share or keep it,
+            ``None`` to learn nothing.
 
     Raises:
         InvalidArgumentError: If an argument is invalid (before anything is sent).
@@ -114,6 +139,7 @@ class KooDriveClient:
         on_request: Callable[[RequestEvent], None] | None = None,
         on_retry: Callable[[RetryEvent], None] | None = None,
         coordinator: Coordinator | None = None,
+        durations: DurationModel | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> None:
         url = _base_url(base_url, allow_insecure_urls)
         _check_types(
@@ -175,9 +201,15 @@ class KooDriveClient:
         self._sharing = (
             None if coordinator is None else Sharing(coordinator, float(request_timeout))
         )
-        self._streams = PollStreams(self._transport, detail_request, self._sharing)
+        if durations is USE_CLIENT_DEFAULT:
+            durations = DurationModel()
+        elif durations is not None and not isinstance(durations, DurationModel):
+            raise InvalidArgumentError(
+                f"durations must be a DurationModel or None, got {type(durations).__name__}"
+            )
+        self._streams = PollStreams(self._transport, detail_request, self._sharing, durations)
         self._batches: weakref.WeakSet[TaskBatch] = weakref.WeakSet()
-        self._requests: dict[TaskRef, Request[TaskInfo]] = {}
+        self._requests: dict[tuple[str, str, str | None], Request[TaskInfo]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -256,14 +288,19 @@ class KooDriveClient:
         Raises:
             KooDriveError: A subclass saying what went wrong.
         """
-        ref = TaskRef(share_id, task_id, kdstoken)
-        request = self._requests.get(ref)
+        # A caller polling in its own loop sends the same request again and again: it is
+        # built (and encoded, and its ids checked) once. Bounded, dropped on close (it may
+        # hold a kdstoken).
+        key = (share_id, task_id, kdstoken)
+        try:
+            request = self._requests.get(key)
+        except TypeError:  # an unhashable id: TaskRef says what is wrong with it
+            request = None
         if request is None:
-            # A caller polling in its own loop sends the same request again and again: it
-            # is built (and encoded) once. Bounded, dropped on close (it may hold a kdstoken).
+            ref = TaskRef(share_id, task_id, kdstoken)
             if len(self._requests) >= _KEPT_REQUESTS:
                 self._requests.clear()
-            request = self._requests[ref] = detail_request(ref)
+            request = self._requests[key] = detail_request(ref)
         return await self._transport.call(request, task_id=task_id, may_retry=_retryable)
 
     async def create_share_task(
@@ -337,18 +374,25 @@ class KooDriveClient:
             "POST",
             _wire.SHARE_TASKS_PATH,
             "create share task",
-            _wire.parse_created_task_id,
+            _ignore_subject(_wire.parse_created_task_id),
             body=_wire.encode_body(body),
             secrets=(ref.kdstoken,) if ref.kdstoken else (),
         )
         # Only failures where the server surely did nothing are safe to repeat.
-        return await self._transport.call(request, task_id=None, may_retry=_nothing_was_done)
+        task_id = await self._transport.call(request, task_id=None, may_retry=_nothing_was_done)
+        with contextlib.suppress(InvalidArgumentError):  # an id that cannot be waited for
+            self._streams.created(
+                TaskRef(share_id, task_id, ref.kdstoken),
+                self.clock.monotonic(),
+                TaskKind("share", int(task_type), len(ids)),
+            )
+        return task_id
 
     # --- waits ---------------------------------------------------------------------------------
 
     def _wait(
         self,
-        ref: TaskRef,
+        ref: Ref,
         timeout: float | UseClientDefault | None,
         policy: PollPolicy | None,
         resume: _resume.WaitState | None = None,
@@ -357,10 +401,7 @@ class KooDriveClient:
             raise InvalidArgumentError(f"policy must be a PollPolicy, got {type(policy).__name__}")
         effective = (policy or self.policy).timeout if timeout is USE_CLIENT_DEFAULT else timeout
         if effective is not None and not (
-            isinstance(effective, (int, float))
-            and not isinstance(effective, bool)
-            and effective > 0
-            and not math.isnan(effective)
+            is_number(effective) and effective > 0 and not math.isnan(effective)
         ):
             raise InvalidArgumentError(f"timeout must be > 0 or None, got {effective!r}")
         return Wait(
@@ -381,7 +422,7 @@ class KooDriveClient:
     ) -> Wait:
         """The wait for one task of a batch: a waiter's own, or a new one."""
         if not isinstance(task, TaskWaiter):
-            return self._wait(TaskRef.of(task), timeout, policy)
+            return self._wait(ref_of(task), timeout, policy)
         wait = wait_of(task)
         if not wait.belongs_to(self._streams):
             raise InvalidArgumentError(
@@ -432,7 +473,7 @@ class KooDriveClient:
         # InvalidArgumentError from this call, before any wait of the batch has begun.
         if isinstance(tasks, (str, bytes)):
             raise InvalidArgumentError(
-                "tasks must be an iterable of TaskRef or (share_id, task_id)"
+                "tasks must be an iterable of TaskRef, JobRef or (share_id, task_id)"
             )
         waits = [self._wait_for(task, timeout, policy) for task in tasks]
         batch = kind(waits, updates=updates)
@@ -455,8 +496,8 @@ class KooDriveClient:
         task's :class:`TaskOutcome`. One task failing does not stop the others.
 
         Args:
-            tasks: :class:`TaskRef` objects, ``(share_id, task_id)`` tuples or waiters
-                (e.g. resumed ones).
+            tasks: :class:`TaskRef` and :class:`JobRef` objects, ``(share_id, task_id)``
+                tuples or waiters (e.g. resumed ones).
             timeout: Per-task deadline, as in :meth:`wait_for_task`.
             policy: Polling policy; by default the client's.
         """
@@ -485,7 +526,7 @@ class KooDriveClient:
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         policy: PollPolicy | None = None,
-    ) -> dict[TaskRef, TaskOutcome]:
+    ) -> dict[Ref, TaskOutcome]:
         """Wait for every task; return each one's :class:`TaskOutcome`, in the order given.
 
         A failed, canceled or timed-out task is an outcome with ``error`` set; it never
@@ -586,9 +627,192 @@ class KooDriveClient:
             timeout = state.timeout_left
             if timeout is not None:
                 timeout = max(1e-3, timeout - elapsed)  # an expired wait times out on first use
-            ref = TaskRef(state.share_id, state.task_id, (kdstokens or {}).get(state.task_id))
-            waiters.append(TaskWaiter(self._wait(ref, timeout, policy, resume=state)))
+            ref = state.ref
+            if isinstance(ref, TaskRef):
+                ref = TaskRef(ref.share_id, ref.task_id, (kdstokens or {}).get(ref.task_id))
+            wait = self._wait(ref, timeout, policy, resume=state)
+            waiters.append(JobWaiter(wait) if isinstance(ref, JobRef) else TaskWaiter(wait))
         return waiters
+
+    # --- batch jobs ------------------------------------------------------------------------
+    # The second task family rides on the same machinery: a JobRef selects the job detail
+    # request (``_families``); waits, batches and checkpoints take either kind of ref.
+
+    async def create_job(self, job: JobSpec) -> str:
+        """Create a batch job and return its id.
+
+        Args:
+            job: What to do: a :class:`CopyJob`, :class:`MoveJob`, :class:`DeleteJob`,
+                :class:`RestoreJob`, :class:`DecompressJob`, :class:`PackageJob` or
+                :class:`EmptyRecycleBinJob` (each checks its own arguments when made).
+
+        Returns:
+            The new job's id (wait for it with :meth:`wait_for_job`).
+
+        Raises:
+            InvalidArgumentError: Before any request, if ``job`` is not one of those.
+            KooDriveError: A subclass saying what the server answered. Only throttling
+                and refused connections are retried: a job must not be created twice.
+        """
+        if not isinstance(job, JOB_SPECS):
+            names = ", ".join(cls.__name__ for cls in JOB_SPECS)
+            raise InvalidArgumentError(f"job must be one of {names}; got {type(job).__name__}")
+        spec = job.to_request()
+        request = Request(
+            "POST",
+            _wire.JOBS_PATH,
+            f"create {spec.job_type.name.lower().replace('_', ' ')} job",
+            _ignore_subject(_wire.parse_created_task_id),
+            body=_wire.encode_body(_wire.job_body(spec)),
+            secrets=(spec.password,) if spec.password else (),
+        )
+        job_id = await self._transport.call(request, task_id=None, may_retry=_nothing_was_done)
+        try:
+            ref = JobRef(job_id)
+        except InvalidArgumentError:
+            raise ProtocolError(
+                "create job: the server answered with an id that cannot be queried"
+            ) from None
+        self._streams.created(ref, self.clock.monotonic(), None)  # kind: from its first answer
+        return job_id
+
+    async def get_job(self, job_id: str) -> JobInfo:
+        """Query one batch job once (transient failures are retried a few times).
+
+        Raises:
+            InvalidArgumentError: If ``job_id`` is not a valid id (before any request).
+            NotFoundError: No such job (or another user's).
+            KooDriveError: A subclass for any other failure.
+        """
+        request = job_detail(JobRef(job_id))
+        return await self._transport.call(request, task_id=job_id, may_retry=_retryable)
+
+    def list_jobs(
+        self,
+        *,
+        job_type: JobType | int | None = None,
+        status: TaskStatus | int | None = None,
+        page_size: int = MAX_JOB_PAGE,
+    ) -> AsyncIterator[list[JobInfo]]:
+        """Iterate over this user's batch jobs, one page (a list of :class:`JobInfo`) at a time.
+
+        ``async for page in kd.list_jobs(status=TaskStatus.PROCESSING): ...``. Pages are
+        fetched as they are consumed, ``page_size`` jobs each, until a page comes back
+        shorter than that. The API pages by offset: a job created while paging may
+        shift the rest, so a job can show up twice or be missed (the reference service
+        lists newest first). List entries carry no per-file results.
+
+        Args:
+            job_type: Only jobs of this type.
+            status: Only jobs in this status (their current one).
+            page_size: Jobs per request, 1 to 100.
+
+        Raises:
+            InvalidArgumentError: At once, before any request, for a bad argument.
+            KooDriveError: From the iteration, if a page cannot be fetched (transient
+                failures are retried a few times first).
+        """
+        if job_type is not None:
+            job_type = _member(JobType, "job_type", job_type)
+        if status is not None:
+            status = _member(TaskStatus, "status", status)
+        if not (
+            isinstance(page_size, int)
+            and not isinstance(page_size, bool)
+            and 1 <= page_size <= MAX_JOB_PAGE
+        ):
+            raise InvalidArgumentError(
+                f"page_size must be an integer from 1 to {MAX_JOB_PAGE}, got {page_size!r}"
+            )
+        return self._job_pages(job_type, status, page_size)
+
+    async def _job_pages(
+        self, job_type: JobType | None, status: TaskStatus | None, page_size: int
+    ) -> AsyncIterator[list[JobInfo]]:
+        offset, previous = 0, None
+        while True:
+            query = _wire.job_list_query(
+                offset=offset, limit=page_size, job_type=job_type, status=status
+            )
+            request = Request(
+                "GET",
+                _wire.JOBS_PATH,
+                "list jobs",
+                _ignore_subject(_wire.parse_job_list),
+                query=query,
+            )
+            page = await self._transport.call(request, task_id=None, may_retry=_retryable)
+            ids = [job.task_id for job in page]
+            if page and ids == previous:
+                # Without this, a server that ignores the offset would be paged forever.
+                raise ProtocolError(f"list jobs: offset {offset} returned the previous page again")
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+            offset, previous = offset + len(page), ids
+
+    async def cancel_job(self, job_id: str) -> None:
+        """Ask the server to cancel a batch job (effective while it is pending or processing).
+
+        This stops the job itself. Waits on it then end with ``TaskCanceledError``
+        (a batch's outcome of kind ``"canceled"``) at their next poll. To stop
+        *watching* a job and leave it running, cancel the awaiting asyncio task, leave
+        the batch's ``async with`` block, or close the client instead.
+
+        Raises:
+            InvalidArgumentError: If ``job_id`` is not a valid id (before any request).
+            InvalidParameterError: The job had already ended (as the emulator answers;
+                the reference does not say what the service answers then).
+            NotFoundError: No such job (or another user's).
+            KooDriveError: A subclass for any other failure. Only throttling and
+                refused connections are retried, so that "canceled" is never
+                answered for a cancel that had already gone through.
+        """
+        JobRef(job_id)  # checks the id
+        request = Request(
+            "POST",
+            _wire.CANCEL_JOB_PATH,
+            "cancel job",
+            _ignore_subject(_wire.parse_acknowledgement),
+            job_id,
+            body=_wire.encode_body(_wire.cancel_job_body(job_id)),
+        )
+        await self._transport.call(request, task_id=job_id, may_retry=_nothing_was_done)
+
+    def wait_for_job(
+        self,
+        job_id: str,
+        *,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        policy: PollPolicy | None = None,
+    ) -> JobWaiter:
+        """Wait for a batch job to end: a :class:`JobWaiter`, the ``TaskWaiter`` of a job.
+
+        ``await waiter`` returns the final :class:`JobInfo` (any job type);
+        ``await waiter.download_url()`` the checked URL of a package-download job;
+        ``async for update in waiter`` yields a :class:`ProgressUpdate` per change;
+        ``await waiter.outcome()`` a :class:`TaskOutcome`. Waits on the same job share
+        one stream of polls, with share tasks under the same limits.
+
+        Cancelling the task that awaits the waiter (or leaving its batch) only stops
+        watching: the job runs on. :meth:`cancel_job` stops the job on the server.
+
+        Args:
+            job_id: The job's id.
+            timeout: Seconds until ``WaitTimeoutError``; ``None`` for no limit; by default
+                the policy's ``timeout``. Counted from the first await or iteration.
+            policy: Polling policy; by default the client's.
+
+        Raises:
+            InvalidArgumentError: If the id, the policy or the timeout is invalid.
+        """
+        return JobWaiter(self._wait(JobRef(job_id), timeout, policy))
+
+
+def _ignore_subject(parse: Callable[[object], _T]) -> Callable[[object, str], _T]:
+    """A ``Request.parse`` for a request whose answer does not depend on its subject."""
+    return lambda payload, _subject: parse(payload)
 
 
 def _retryable(error: KooDriveError) -> bool:
@@ -602,11 +826,17 @@ def _nothing_was_done(error: KooDriveError) -> bool:
 def _base_url(base_url: object, allow_insecure_urls: object) -> URL:
     if not isinstance(base_url, str):
         raise InvalidArgumentError(f"base_url must be a string, got {type(base_url).__name__}")
+    reason: str | None = None
     try:
         url = URL(base_url)
-    except (TypeError, ValueError) as error:
-        raise InvalidArgumentError(f"base_url is not a URL: {error}") from None
-    if url.scheme not in ("https", "http") or not url.host:
+        host = url.host  # decoded lazily: an odd IDNA host fails here, not in URL()
+    except (TypeError, ValueError) as error:  # UnicodeError is a ValueError
+        # yarl's message quotes the netloc, a password included: only its kind is named,
+        # and the error is raised outside this block so that it has no context.
+        reason = type(error).__name__
+    if reason is not None:
+        raise InvalidArgumentError(f"base_url is not a URL ({reason}): check its host and port")
+    if url.scheme not in ("https", "http") or not host:
         raise InvalidArgumentError("base_url must be an absolute http(s) URL")
     if url.scheme == "http" and allow_insecure_urls is not True:
         raise InvalidArgumentError(
@@ -632,40 +862,51 @@ def _check_types(
     on_retry: object,
 ) -> None:
     """Refuse arguments of the wrong type or range at construction, not at the first request."""
-    for name, value in (("auth", auth),):
-        if not all(
-            callable(getattr(value, attr, None)) for attr in ("headers", "refresh", "secrets")
-        ):
-            raise InvalidArgumentError(
-                f"{name} must be BearerToken(...) or AppSignature(...), got {type(value).__name__}"
-            )
+    # A class has the methods too (`auth=BearerToken`, `clock=AsyncioClock`): it failed
+    # with a bare TypeError at the first request. `clock_sensitive` is read at the first
+    # 401: an object without it failed there with a bare AttributeError.
+    if (
+        isinstance(auth, type)
+        or not all(
+            callable(getattr(auth, attr, None)) for attr in ("headers", "refresh", "secrets")
+        )
+        or not isinstance(getattr(auth, "clock_sensitive", None), bool)
+    ):
+        raise InvalidArgumentError(
+            f"auth must be BearerToken(...) or AppSignature(...), got {_kind(auth)}"
+        )
     if session is not None and not isinstance(session, aiohttp.ClientSession):
         raise InvalidArgumentError(
             f"session must be an aiohttp.ClientSession, got {type(session).__name__}"
         )
+    if session is not None and session.closed:
+        raise InvalidArgumentError("session is closed: pass an open aiohttp.ClientSession")
     if not _positive_number(request_timeout):
         raise InvalidArgumentError(f"request_timeout must be a number > 0, got {request_timeout!r}")
     if policy is not None and not isinstance(policy, PollPolicy):
         raise InvalidArgumentError(f"policy must be a PollPolicy, got {type(policy).__name__}")
     if not (isinstance(attempts, int) and not isinstance(attempts, bool) and attempts >= 1):
         raise InvalidArgumentError(f"attempts must be an integer >= 1, got {attempts!r}")
+    # Below sys.maxsize: the cap is handed to zlib as a C size (past it, OverflowError).
     if not (
         isinstance(max_response_bytes, int)
         and not isinstance(max_response_bytes, bool)
-        and max_response_bytes >= 1024
+        and 1024 <= max_response_bytes < sys.maxsize
     ):
         raise InvalidArgumentError(
-            f"max_response_bytes must be an integer >= 1024, got {max_response_bytes!r}"
+            f"max_response_bytes must be an integer from 1024 to {sys.maxsize - 1}, "
+            f"got {max_response_bytes!r}"
         )
     if not isinstance(allow_insecure_urls, bool):
         raise InvalidArgumentError(
             f"allow_insecure_urls must be True or False, got {allow_insecure_urls!r}"
         )
-    if clock is not None and not all(
-        callable(getattr(clock, attr, None)) for attr in ("monotonic", "now", "sleep")
+    if clock is not None and (
+        isinstance(clock, type)
+        or not all(callable(getattr(clock, attr, None)) for attr in ("monotonic", "now", "sleep"))
     ):
         raise InvalidArgumentError(
-            f"clock must offer monotonic(), now() and sleep(), got {type(clock).__name__}"
+            f"clock must offer monotonic(), now() and sleep(), got {_kind(clock)}"
         )
     if limits is not None and not isinstance(limits, Limits):
         raise InvalidArgumentError(f"limits must be a Limits, got {type(limits).__name__}")
@@ -674,16 +915,29 @@ def _check_types(
             raise InvalidArgumentError(f"{name} must be callable, got {type(hook).__name__}")
 
 
+def _kind(value: object) -> str:
+    """What a wrong argument is, for a message: ``the class BearerToken`` or its type's name."""
+    if isinstance(value, type):
+        return f"the class {value.__name__} (call it to make one)"
+    return type(value).__name__
+
+
 def _positive_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
+    return is_number(value) and math.isfinite(value) and value > 0  # type: ignore[arg-type,operator]
 
 
 def _require_ids(**ids: object) -> None:
     for name, value in ids.items():
         if not isinstance(value, str) or not value.strip():
             raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
+
+
+def _member(enum_type: type[_E], name: str, value: object) -> _E:
+    """``value`` as a member of ``enum_type`` (a member or its number), else a clear error."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return enum_type(value)
+        except ValueError:
+            pass
+    allowed = ", ".join(f"{m.name} ({m.value})" for m in enum_type)
+    raise InvalidArgumentError(f"{name} must be one of {allowed}; got {value!r}")

@@ -25,7 +25,20 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._limiter import Lease
-from ._models import FileResult, FileStatus, TaskInfo, TaskRef, TaskResultCode, TaskStatus, TaskType
+from ._models import (
+    ActionType,
+    FileResult,
+    FileStatus,
+    JobInfo,
+    JobRef,
+    JobType,
+    Ref,
+    TaskInfo,
+    TaskResultCode,
+    TaskStatus,
+    TaskType,
+    UncompressedFile,
+)
 
 if TYPE_CHECKING:
     from ._streams import PollStream
@@ -160,8 +173,10 @@ class Coordinator(Protocol):
         ...
 
 
-def task_key(ref: TaskRef) -> str:
-    """How the fleet names a task (the coordinator hashes it; never a kdstoken)."""
+def task_key(ref: Ref) -> str:
+    """How the fleet names a task or a job (the coordinator hashes it; never a kdstoken)."""
+    if isinstance(ref, JobRef):
+        return f"job/{ref.job_id}"
     return f"share/{ref.share_id}/{ref.task_id}"
 
 
@@ -181,8 +196,9 @@ def _parse_time(text: object) -> datetime | None:
 def encode(info: TaskInfo) -> tuple[bytes, bool]:
     """``info`` in at most :data:`MAX_PAYLOAD` bytes, and whether all of it fits.
 
-    False: the per-file results were left out (a listener that needs them polls once
-    itself); an empty payload: not even the rest fits (nothing is shared).
+    False: the per-file results (and a job's archive entries) were left out (a listener
+    that needs them polls once itself); an empty payload: not even the rest fits
+    (nothing is shared).
     """
     data: dict[str, Any] = {
         "s": int(info.status),
@@ -196,19 +212,36 @@ def encode(info: TaskInfo) -> tuple[bytes, bool]:
         "u": info.download_url,
         "f": [[f.file_id, int(f.status), f.new_file_id, f.src_container_id] for f in info.files],
     }
+    if isinstance(info, JobInfo):
+        data["j"] = [
+            None if info.job_type is None else int(info.job_type),
+            None if info.action_type is None else int(info.action_type),
+            info.task_name,
+            info.content_num,
+            info.container_id,
+            info.tenant_id,
+        ]
+        data["x"] = [
+            [e.name, e.entry_type, e.size, e.container_id, e.file_id]
+            for e in info.uncompressed_files
+        ]
     payload = json.dumps(data, separators=(",", ":")).encode()
     if len(payload) <= MAX_PAYLOAD:
         return payload, True
     data["f"] = None
+    if "x" in data:
+        data["x"] = None
     payload = json.dumps(data, separators=(",", ":")).encode()
     return (payload, False) if len(payload) <= MAX_PAYLOAD else (b"", False)
 
 
-def decode(payload: bytes, ref: TaskRef) -> tuple[TaskInfo, bool] | None:
+def decode(payload: bytes, ref: Ref) -> tuple[TaskInfo, bool] | None:
     """What :func:`encode` made, and whether it is complete; ``None`` if it is not that."""
     try:
         data = json.loads(payload)
         files = data["f"]
+        if isinstance(ref, JobRef):
+            return _decode_job(data, ref)
         info = TaskInfo(
             task_id=ref.task_id,
             status=TaskStatus(data["s"]),
@@ -225,6 +258,31 @@ def decode(payload: bytes, ref: TaskRef) -> tuple[TaskInfo, bool] | None:
     except (ValueError, KeyError, TypeError, IndexError):
         return None
     return info, files is not None
+
+
+def _decode_job(data: dict[str, Any], ref: JobRef) -> tuple[TaskInfo, bool]:
+    files, entries = data["f"], data.get("x")
+    job_type, action_type, task_name, content_num, container_id, tenant_id = data["j"]
+    info = JobInfo(
+        task_id=ref.job_id,
+        status=TaskStatus(data["s"]),
+        progress=int(data["p"]),
+        result_code=None if data["r"] is None else TaskResultCode(data["r"]),
+        content_result_code=data["c"],
+        created_at=_parse_time(data["ct"]),
+        started_at=_parse_time(data["st"]),
+        ended_at=_parse_time(data["et"]),
+        download_url=data["u"],
+        files=tuple(FileResult(f[0], FileStatus(f[1]), f[2], f[3]) for f in (files or ())),
+        job_type=None if job_type is None else JobType(job_type),
+        action_type=None if action_type is None else ActionType(action_type),
+        task_name=task_name,
+        content_num=content_num,
+        container_id=container_id,
+        tenant_id=tenant_id,
+        uncompressed_files=tuple(UncompressedFile(*e) for e in (entries or ())),
+    )
+    return info, files is not None and entries is not None
 
 
 # --- the streams' side ---------------------------------------------------------------------------

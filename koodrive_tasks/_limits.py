@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._validate import at_least_one, fraction, positive_or_none
+from ._validate import at_least_one, fraction, positive, positive_or_none
 
 
 @attrs.frozen
@@ -27,4 +27,5 @@ class Limits:
     rate: float | None = attrs.field(default=50.0, validator=positive_or_none)
     burst: int = attrs.field(default=50, validator=at_least_one)
     pause_spread: float = attrs.field(default=0.25, validator=fraction)
-    default_pause: float = attrs.field(default=1.0, validator=positive_or_none)
+    # Not None: a 429 without Retry-After pauses for this long (None failed at the first 429).
+    default_pause: float = attrs.field(default=1.0, validator=positive)

@@ -1,4 +1,4 @@
-"""Value objects describing a KooDrive task: what the wire format is parsed into."""
+"""Value objects describing KooDrive share tasks and batch jobs: what the wire format is parsed into."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Union
 import attrs
 
 from ._redact import redact_url, secret_repr
-from ._validate import is_text
+from ._validate import is_text, require_text
 from .exceptions import InvalidArgumentError
 
 
@@ -40,6 +40,42 @@ class TaskType(enum.IntEnum):
 
     PACKAGE_DOWNLOAD = 1
     DUMP = 2
+
+
+class JobType(enum.IntEnum):
+    """Kind of batch job (the job's ``taskType``)."""
+
+    COPY = 1
+    DELETE = 2
+    MOVE = 3
+    RESTORE = 4
+    """Restore files from the recycle bin."""
+    DECOMPRESS = 5
+    """Cloud decompression of one archive."""
+    PACKAGE_DOWNLOAD = 6
+    EMPTY_RECYCLE_BIN = 7
+    """Available to allow-listed users only, as the reference says."""
+
+
+class ActionType(enum.IntEnum):
+    """What exactly a batch job does (``actionType``); each belongs to one :class:`JobType`."""
+
+    COPY = 101
+    """Copy (and save) files: ``JobType.COPY``."""
+    LOGICAL_DELETE = 201
+    """Move files to the recycle bin: ``JobType.DELETE``."""
+    PERMANENT_DELETE = 202
+    """Delete files for good: ``JobType.DELETE``."""
+    MOVE = 301
+    """``JobType.MOVE``."""
+    VIEW_ARCHIVE = 501
+    """List an archive's entries without extracting: ``JobType.DECOMPRESS``."""
+    EXTRACT_ALL = 502
+    """``JobType.DECOMPRESS``."""
+    EXTRACT_SOME = 503
+    """Extract the given paths only: ``JobType.DECOMPRESS``."""
+    EMPTY_RECYCLE_BIN = 701
+    """``JobType.EMPTY_RECYCLE_BIN``."""
 
 
 class FileStatus(enum.IntEnum):
@@ -114,6 +150,64 @@ class TaskInfo:
         return tuple(f for f in self.files if f.status is FileStatus.FAILED)
 
 
+@attrs.frozen(slots=False)  # see FileResult
+class UncompressedFile:
+    """One entry of an archive a decompression job read (``uncompressedFileList``).
+
+    Attributes:
+        name: The entry's full path inside the archive.
+        entry_type: ``1`` a file, ``2`` a folder (the reference's numbers; editions send
+            them as numbers or strings), or ``None`` if not reported.
+        size: Size in bytes, if reported.
+        container_id: The space the entry was extracted into (not for ``VIEW_ARCHIVE``).
+        file_id: The id of the extracted file (not for ``VIEW_ARCHIVE``).
+    """
+
+    name: str
+    entry_type: int | None = None
+    size: int | None = None
+    container_id: str | None = None
+    file_id: str | None = None
+
+    @property
+    def is_folder(self) -> bool:
+        """Whether the entry is a folder."""
+        return self.entry_type == 2
+
+
+@attrs.frozen(slots=False)  # see FileResult
+class JobInfo(TaskInfo):
+    """A snapshot of one batch job: a :class:`TaskInfo` with the job's own fields.
+
+    The job's ``status`` is :attr:`status`, its ``beginTime`` :attr:`started_at`, its
+    ``taskInfos`` :attr:`files`; :attr:`task_type` (the share-task type) is always
+    ``None``: the job's type is :attr:`job_type`.
+
+    Attributes:
+        job_type: Copy, delete, move, ..., if reported.
+        action_type: What exactly the job does, if reported.
+        task_name: The name the service gave the job, if any.
+        content_num: How many files the job was given, if reported.
+        container_id: The job's target space, if reported.
+        tenant_id: The tenant, if reported.
+        uncompressed_files: A decompression job's archive entries (empty before it
+            completes, and for other jobs).
+    """
+
+    job_type: JobType | None = None
+    action_type: ActionType | None = None
+    task_name: str | None = None
+    content_num: int | None = None
+    container_id: str | None = None
+    tenant_id: str | None = None
+    uncompressed_files: tuple[UncompressedFile, ...] = ()
+
+    @property
+    def job_id(self) -> str:
+        """The job's id (also :attr:`task_id`)."""
+        return self.task_id
+
+
 @attrs.frozen
 class ProgressUpdate:
     """One observed change of a task, as yielded by iterating a ``TaskWaiter``.
@@ -155,13 +249,6 @@ class TargetFolder:
     file_id: str = "root"
 
 
-def _check_id(name: str, value: object) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
-    if not is_text(value):
-        raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")
-
-
 def _check_kdstoken(value: object) -> None:
     # Never quoted: it is a secret.
     if not isinstance(value, str):
@@ -170,8 +257,9 @@ def _check_kdstoken(value: object) -> None:
         raise InvalidArgumentError("kdstoken is not valid text (a lone surrogate)")
 
 
-# Not slotted, for the reason given at FileResult: refs are built for every one-shot call.
-@attrs.frozen(slots=False, cache_hash=True)
+# Slotted: a wait keeps its ref for as long as it runs, and a hundred thousand of them
+# may run at once (a one-shot get_share_task builds none when its request is kept).
+@attrs.frozen(weakref_slot=False)
 class TaskRef:
     """Which share task to wait for.
 
@@ -201,8 +289,8 @@ class TaskRef:
             and share_id.strip()
             and task_id.strip()
         ):
-            _check_id("share_id", share_id)
-            _check_id("task_id", task_id)
+            require_text("share_id", share_id)
+            require_text("task_id", task_id)
         if kdstoken is not None:
             if kdstoken == "":
                 object.__setattr__(self, "kdstoken", None)  # an empty kdstoken is none
@@ -221,5 +309,55 @@ class TaskRef:
         )
 
 
-TaskLike = Union[TaskRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
-"""What names a task where many are given: a :class:`TaskRef` or a ``(share_id, task_id[, kdstoken])`` tuple."""
+@attrs.frozen(weakref_slot=False)  # slotted: see TaskRef
+class JobRef:
+    """Which batch job to wait for.
+
+    Attributes:
+        job_id: The job's id (``taskId`` in its details).
+
+    Raises:
+        InvalidArgumentError: If the id is not a non-empty string, or cannot be one
+            segment of the detail path (``/``, ``.``, ``..``).
+    """
+
+    job_id: str
+
+    def __attrs_post_init__(self) -> None:
+        job_id = self.job_id
+        if not (type(job_id) is str and job_id.isascii() and job_id.isdigit()):  # the usual id
+            require_text("job_id", job_id)
+            # The id is a segment of GET /koodrive/ose/v1/{job_id}: it must stay one.
+            if "/" in job_id or job_id in (".", ".."):
+                raise InvalidArgumentError(
+                    f"job_id {job_id!r} cannot be a segment of the request path ('/', '.', '..')"
+                )
+
+    @property
+    def task_id(self) -> str:
+        """The job's id, under the name code generic over tasks and jobs reads."""
+        return self.job_id
+
+
+Ref = Union[TaskRef, JobRef]  # noqa: UP007 - a runtime alias on 3.10
+"""A share task or a batch job: what waits, batches and checkpoints are keyed by."""
+
+
+def ref_of(value: object) -> Ref:
+    """Accept a :class:`TaskRef`, a :class:`JobRef` or a ``(share_id, task_id[, kdstoken])`` tuple.
+
+    Raises:
+        InvalidArgumentError: For anything else, or a tuple that is not a valid ``TaskRef``.
+    """
+    if isinstance(value, (TaskRef, JobRef)):
+        return value
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        return TaskRef(*value)
+    raise InvalidArgumentError(
+        f"expected a TaskRef, a JobRef or a (share_id, task_id) tuple, got {type(value).__name__}"
+    )
+
+
+TaskLike = Union[TaskRef, JobRef, tuple[str, str], tuple[str, str, Union[str, None]]]  # noqa: UP007 - a runtime alias on 3.10
+"""What names a task where many are given: a :class:`TaskRef`, a :class:`JobRef` or a
+``(share_id, task_id[, kdstoken])`` tuple."""

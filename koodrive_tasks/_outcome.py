@@ -8,7 +8,7 @@ from typing import Any, Literal
 import attrs
 from yarl import URL
 
-from ._models import TaskInfo, TaskRef, TaskResultCode, TaskStatus, TaskType
+from ._models import JobInfo, JobType, Ref, TaskInfo, TaskResultCode, TaskStatus, TaskType
 from ._redact import redact_url
 from .exceptions import (
     AuthenticationError,
@@ -39,14 +39,14 @@ class TaskOutcome:
     """How one task of a batch ended.
 
     Attributes:
-        ref: The task.
+        ref: The share task (:class:`TaskRef`) or batch job (:class:`JobRef`).
         info: The final (or, after an error, the last seen) state, if any.
         download_url: The package link of a completed package-download task.
         error: Why the wait failed (``TaskFailedError``, ``TaskCanceledError``,
             ``WaitTimeoutError``, …), or ``None`` on success.
     """
 
-    ref: TaskRef
+    ref: Ref
     info: TaskInfo | None
     download_url: str | None = attrs.field(
         default=None, repr=lambda url: "<redacted>" if url else "None"
@@ -98,10 +98,10 @@ class TaskOutcome:
 
 
 def judge(info: TaskInfo, *, warn_partial: bool) -> TaskInfo:
-    """A completed task's final state, or the error its end means.
+    """A completed task's (or job's) final state, or the error its end means.
 
     Args:
-        info: The final observation of a task.
+        info: The final observation of a task or job.
         warn_partial: Log a warning for a partially failed task (a lone wait: a batch's
             outcome already says so).
 
@@ -109,19 +109,24 @@ def judge(info: TaskInfo, *, warn_partial: bool) -> TaskInfo:
         TaskCanceledError: The task was canceled.
         TaskFailedError: The task completed and every file failed.
     """
+    what = "job" if isinstance(info, JobInfo) else "task"
     if info.status is TaskStatus.CANCELED:
-        raise TaskCanceledError(f"task {info.task_id} was canceled at {info.progress} %", info=info)
+        raise TaskCanceledError(
+            f"{what} {info.task_id} was canceled at {info.progress} %", info=info
+        )
     if info.result_code is TaskResultCode.ALL_FAILED:
+        where = "the job's details" if what == "job" else "the share"
         raise TaskFailedError(
-            f"task {info.task_id} completed but every file failed"
+            f"{what} {info.task_id} completed but every file failed"
             f"{f' ({len(info.failed_files)} of them)' if info.failed_files else ''}; "
-            "check the files' state in the share",
+            f"check the files' state in {where}",
             info=info,
         )
     if warn_partial and info.result_code is TaskResultCode.PARTIALLY_FAILED:
         failed = [f.file_id for f in info.failed_files]
         logger.warning(
-            "task %s completed with some files failed%s",
+            "%s %s completed with some files failed%s",
+            what,
             info.task_id,
             f": {', '.join(failed[:20])}{' …' if len(failed) > 20 else ''}" if failed else "",
         )
@@ -137,6 +142,11 @@ def checked_download_url(info: TaskInfo, *, allow_insecure_urls: bool) -> str:
     """
     url = info.download_url
     if not url:
+        if isinstance(info, JobInfo):
+            raise ProtocolError(
+                f"job {info.task_id} completed without a downloadUrl; only package-download "
+                "jobs have one: `await waiter` gives the final JobInfo of any job"
+            )
         raise ProtocolError(
             f"task {info.task_id} completed without a downloadUrl; a dump task has none: "
             "use `await waiter.final_info()` for it"
@@ -159,7 +169,7 @@ def checked_download_url(info: TaskInfo, *, allow_insecure_urls: bool) -> str:
 
 
 def outcome(
-    ref: TaskRef,
+    ref: Ref,
     final: TaskInfo | None,
     error: KooDriveError | None,
     last: TaskInfo | None,
@@ -173,12 +183,22 @@ def outcome(
             raise error
         info = judge(final, warn_partial=False)
         url = None
-        # A package task has a URL; a dump task none. Without a task type, a URL decides.
-        if info.task_type is not TaskType.DUMP and (
-            info.download_url or info.task_type is not None
-        ):
+        if _has_package(info):
             url = checked_download_url(info, allow_insecure_urls=allow_insecure_urls)
         return TaskOutcome(ref, info, url)
     except KooDriveError as failure:
         seen: TaskInfo | None = getattr(failure, "info", None) or last
         return TaskOutcome(ref, seen, None, failure)
+
+
+def _has_package(info: TaskInfo) -> bool:
+    """Whether a completed task's outcome carries a download URL (checked, so required)."""
+    if isinstance(info, JobInfo):
+        # Only package jobs make one; without a job type, a URL decides.
+        if info.job_type is not None:
+            return info.job_type is JobType.PACKAGE_DOWNLOAD
+        return bool(info.download_url)
+    # A package task has a URL; a dump task none. Without a task type, a URL decides.
+    return info.task_type is not TaskType.DUMP and (
+        bool(info.download_url) or info.task_type is not None
+    )

@@ -8,14 +8,15 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from statistics import NormalDist
 from typing import Any
 
 import attrs
 import backoff
 
 from ._learning import ExpectedDuration
-from ._progress import EndBelief, ProgressSample, expected_end, fit_end
-from ._validate import boolean, fraction, non_negative, positive_or_none
+from ._progress import ALL_SHAPES, ProgressFit, ProgressSample
+from ._validate import boolean, fraction, is_number, non_negative, positive_or_none
 from .exceptions import InvalidArgumentError
 
 DEFAULT_TIMEOUT = 3600.0
@@ -32,16 +33,12 @@ _ZERO_GROWTH = 12.0
 # Progress-aware gaps are at least this share of initial_delay (except one poll aimed
 # just past an estimated end per change of progress).
 _MIN_GAP = 0.2
-# Far from the end, the next poll lands at this share of the time to the early edge of
-# the estimate (the _EARLY quantile), to see the task again before it ends.
-_APPROACH = 0.9
-_EARLY = 0.15
-# The late edge of the estimate: once it is within end_window, the next poll is aimed
-# there, just past the end with probability 1 - _LATE.
-_LATE = 0.1
-# Shapes' estimates of the time left are each spread this much (log-normal): how far a
-# real task strays from the shape that fits it best.
-_SPREAD = 0.2
+# Where the next poll goes: at the time t where the chance that the task has ended by t,
+# over the chance density of an end at t, equals the poll cost plus this share of the
+# estimate's spread (what a poll that comes too early costs in later lag). Far from the
+# end (a wide estimate) that is early, to see the task again before it ends; near it (a
+# sharp one) just past the end.
+_RETRY_SHARE = 0.5
 # Never sleep more than this share of the processing time watched so far: an estimate
 # built on a little progress (a stall ahead, a task speeding up) cannot send the wait
 # far past the end. Each new value that confirms the estimate (its middle moves by at
@@ -55,18 +52,25 @@ _SPEEDUP = 0.5
 # An overdue task (past every estimate: a stall, a slow tail) is polled again after
 # this share of its overrun, so gaps grow while it sits on a value.
 _OVERDUE = 0.5
+# Below this chance that the task still runs, it is overdue: past 3.09 standard
+# deviations after the estimate's mean.
+_SURE = 1e-3
+_OVERDUE_AT = 3.09
 # While a task sits on a value, each gap is at least this share of the time it has sat
-# there and, once past the late edge of the estimate, this multiple of the gap before.
+# there and, once past the late edge of the estimate (its 90 % quantile), this multiple
+# of the gap before.
 _SITTING_SHARE = 0.1
 _SITTING_GROWTH = 1.25
-# A poll aimed past the end lands this share of end_window after the late edge.
-_AIM_MARGIN = 1 / 30
+_LATE_EDGE_Z = 1.2816
 # While pending with an expected processing time, sleep at most this share of it: a
 # short task that starts right after a poll is not missed by much.
 _PENDING_SHARE_OF_EXPECTED = 0.5
 # An expectation wider than this (log-normal spread) says too little to plan by: the
 # durations of that kind are not predictable from what keys them.
 _PRIOR_MAX_SPREAD = 0.5
+_SQRT2 = math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_NORMAL = NormalDist()
 
 
 def exponential(attempt: int, initial: float, factor: float, maximum: float) -> float:
@@ -86,19 +90,23 @@ def exponential(attempt: int, initial: float, factor: float, maximum: float) -> 
 class PollPolicy:
     """How a wait polls one task.
 
-    The first poll is immediate. Without ``progress_aware`` the wait then sleeps
+    The first poll is immediate (unless the wait knows the task was just created: see
+    :meth:`PollPlan.first_delay`). By default (``progress_aware``, see :class:`PollPlan`
+    for the algorithm) the wait sleeps in proportion to the time waited while nothing
+    moves (the task pending, or at 0 %); once progress rises it estimates when the task
+    will end, polls to see it again before then, and once just past the end: about
+    two thirds of the polls of a hand-written exponential backoff, the end seen a fifth
+    as late. Without ``progress_aware`` the wait sleeps
     ``min(max_delay, initial_delay * factor ** n)`` after the n-th poll, whatever the
-    task says. With it (see :class:`PollPlan` for the algorithm), the wait sleeps in
-    proportion to the time waited while nothing moves (the task pending, or at 0 %),
-    and once progress rises it estimates when the task will end and polls to see it
-    again before then, then once just past the end. :meth:`efficient` and
-    :meth:`interactive` are tuned presets of it. Every delay is spread by ``±jitter`` so
+    task says (:meth:`backoff`). :meth:`efficient` and :meth:`interactive` are presets
+    for fewer polls and for a progress bar. Every delay is spread by ``±jitter`` so
     that waits started together drift apart. The whole wait ends at ``timeout``; a task
     whose status and progress do not change for ``stall_timeout`` ends the wait with
     ``TaskStalledError``.
 
     Attributes:
-        initial_delay: Seconds between the first and second poll.
+        initial_delay: Seconds between the first and second poll; progress-aware, a
+            fifth of it is also the shortest gap but one per new progress value.
         factor: Growth of the delay per poll (>= 1). Progress-aware, while the task is
             pending each delay is ``factor - 1`` times the time waited so far.
         max_delay: Upper bound of any delay while the task gives no progress signal
@@ -115,25 +123,25 @@ class PollPolicy:
             has one, from the expected duration of tasks of its kind).
         progress_max_delay: Upper bound of a delay chosen from progress
             (>= initial_delay).
-        end_window: Seconds. Once the late edge of the estimated end is this close, the
-            next poll is aimed just past it instead of looking once more before it:
+        poll_cost: Seconds of detection lag one poll is worth saving. Progress-aware,
+            each poll goes where polling later would cost more lag than a poll:
             larger means fewer polls and later detection.
         stall_timeout: Seconds without any change of status or progress after which
             the wait ends with ``TaskStalledError``; ``None`` never.
     """
 
-    initial_delay: float = attrs.field(default=2.0, validator=non_negative)
-    factor: float = attrs.field(default=2.0, validator=non_negative)
-    max_delay: float = attrs.field(default=30.0, validator=non_negative)
+    initial_delay: float = attrs.field(default=10.0, validator=non_negative)
+    factor: float = attrs.field(default=2.5, validator=non_negative)
+    max_delay: float = attrs.field(default=120.0, validator=non_negative)
     jitter: float = attrs.field(default=0.1, validator=fraction)
     timeout: float | None = attrs.field(default=DEFAULT_TIMEOUT, validator=positive_or_none)
     retry_initial_delay: float = attrs.field(default=0.5, validator=non_negative)
     retry_max_delay: float = attrs.field(default=30.0, validator=non_negative)
     retry_after_min: float = attrs.field(default=0.5, validator=non_negative)
     retry_after_max: float = attrs.field(default=120.0, validator=non_negative)
-    progress_aware: bool = attrs.field(default=False, validator=boolean)
-    progress_max_delay: float = attrs.field(default=300.0, validator=non_negative)
-    end_window: float = attrs.field(default=6.0, validator=non_negative)
+    progress_aware: bool = attrs.field(default=True, validator=boolean)
+    progress_max_delay: float = attrs.field(default=120.0, validator=non_negative)
+    poll_cost: float = attrs.field(default=1.0, validator=non_negative)
     stall_timeout: float | None = attrs.field(default=None, validator=positive_or_none)
 
     def __attrs_post_init__(self) -> None:
@@ -160,21 +168,34 @@ class PollPolicy:
             )
 
     @classmethod
+    def backoff(cls, **changes: Any) -> PollPolicy:
+        """Plain exponential backoff, progress ignored: 2 s, then 4, 8, 16, 30, 30 ... s.
+
+        Predictable: the schedule of a hand-written backoff loop, with jitter.
+
+        Args:
+            **changes: Fields to set differently (``initial_delay``, ``timeout`` ...).
+        """
+        settings: dict[str, Any] = {
+            "initial_delay": 2.0,
+            "factor": 2.0,
+            "max_delay": 30.0,
+            "progress_aware": False,
+        }
+        return cls(**{**settings, **changes})
+
+    @classmethod
     def efficient(cls, **changes: Any) -> PollPolicy:
-        """Progress-aware polling for workers: few polls, the end seen a few seconds late.
+        """Progress-aware polling for workers that mind polls more than seconds.
+
+        The default with ``poll_cost=2``: fewer polls, the end seen a little later; with
+        learned durations (``PollPlan(policy, expected=...)``) about half the polls of a
+        hand-written backoff loop.
 
         Args:
             **changes: Fields to set differently (``timeout``, ``stall_timeout`` ...).
         """
-        settings: dict[str, Any] = {
-            "initial_delay": 10.0,
-            "factor": 2.5,
-            "max_delay": 120.0,
-            "progress_aware": True,
-            "progress_max_delay": 120.0,
-            "end_window": 6.0,
-        }
-        return cls(**{**settings, **changes})
+        return cls(**{"poll_cost": 2.0, **changes})
 
     @classmethod
     def interactive(cls, **changes: Any) -> PollPolicy:
@@ -192,7 +213,7 @@ class PollPolicy:
             "max_delay": 2.0,
             "progress_aware": True,
             "progress_max_delay": 5.0,
-            "end_window": 1.0,
+            "poll_cost": 0.1,
         }
         return cls(**{**settings, **changes})
 
@@ -237,64 +258,81 @@ class PollPlan:
     shows the task still running; the delay it returns is the time until the next
     poll. No clock and no network: the benchmarks replay exactly what a wait does.
 
-    Progress-aware (see :class:`PollPolicy`), the plan keeps each progress value with
-    the time it was first seen. While the task is pending it sleeps ``factor - 1``
-    times the time waited (at least ``initial_delay``, at most ``max_delay``); at 0 %, a
-    multiple of the processing time watched. Once progress rises, it fits the samples
-    to a few shapes of progress over time (steady, speeding up, slowing down towards
-    the end, S-shaped: see ``_progress.py``) and holds a belief about the end: a mixture
-    of log-normal estimates weighted by how well each shape fits, given that the task
-    was still running at the last poll. When the late edge of that belief (its 90 %
-    quantile) is within ``end_window`` seconds, the next poll is aimed there; otherwise
-    it lands before the early edge (90 % of the way to the 15 % quantile), no later than
-    a share of the processing time watched so far: 0.6 of it, widened for each new value
-    that confirms the estimate. A task past every estimate is polled again after half
-    its overrun. An expected duration (learned from finished tasks of the same kind)
-    sharpens the belief while it agrees with the progress, and is dropped when it does
-    not.
+    Progress-aware (see :class:`PollPolicy`), while the task is pending the plan sleeps
+    ``factor - 1`` times the time waited (at least ``initial_delay``, at most
+    ``max_delay``); at 0 %, a multiple of the processing time watched. Once progress
+    rises, it fits what it has seen to four shapes of progress over time (steady,
+    speeding up, slowing down towards the end, S-shaped: see ``_progress.py``), newer
+    values weighing more, and sums the shapes' estimates up, weighted by how well each
+    fits, as a normal distribution of the end. The next poll goes to the time ``t``
+    where ``P(ended by t) / density(t)``, given the task was running at the last poll,
+    equals ``poll_cost`` plus half the estimate's spread: polling later would cost more
+    lag than a poll. A wide estimate puts it before the end, to see the task again
+    closer to it; a sharp one just past the end. It is never later than a share of the
+    processing time watched so far (0.6, widened for each new value that confirms the
+    estimate). A task past every estimate is polled again after half its overrun. An
+    expected duration (learned from finished tasks of the same kind) sharpens the
+    estimate while it agrees with the progress, and is dropped when it does not.
+
+    Memory is bounded however long the wait: the first value seen, the newest, and a
+    few running sums per shape; the values in between are not kept.
 
     Args:
         policy: The wait's policy.
         expected: How long the task's processing is expected to take; see
             :attr:`expected`.
+        created_at: When the task was created, on the wait's clock, if the caller
+            knows (it created the task itself). The first poll then waits
+            :meth:`first_delay` instead of going at once, and the time pending counts
+            from the creation.
     """
 
     __slots__ = (
         "_aimed",
-        "_belief",
+        "_alive",
+        "_created_at",
+        "_end",
         "_expected",
         "_first_at",
         "_last_gap",
         "_last_running_at",
-        "_late_edge",
-        "_middle",
         "_pending_at",
         "_prior_used",
-        "_samples",
+        "_progress",
+        "_sd",
         "_started_after",
         "_trust",
         "policy",
         "polls",
     )
 
-    def __init__(self, policy: PollPolicy, *, expected: ExpectedDuration | None = None) -> None:
+    def __init__(
+        self,
+        policy: PollPolicy,
+        *,
+        expected: ExpectedDuration | None = None,
+        created_at: float | None = None,
+    ) -> None:
         self.policy = policy
         self.polls = 0
         """Successful polls so far; a resumed wait sets it to continue its backoff."""
         self._expected: ExpectedDuration | None = None
+        self._end: float | None = None  # the estimate's mean; None without an estimate
         self.expected = expected
-        self._samples: list[ProgressSample] = []  # rising: at most 101, however long the wait
-        self._first_at: float | None = None
-        self._pending_at: float | None = None
+        if created_at is not None and not (is_number(created_at) and math.isfinite(created_at)):
+            raise InvalidArgumentError(f"created_at must be a finite time, got {created_at!r}")
+        self._created_at = created_at
+        self._first_at = created_at  # what the time pending counts from
+        self._progress: ProgressFit | None = None  # the first value seen, then the newest
+        self._pending_at = created_at  # a task is pending when it is created
         self._started_after: float | None = None
         self._last_running_at: float | None = None
-        self._belief: EndBelief | None = None
-        self._middle: float | None = None  # the belief's middle when it was made
+        self._alive = ALL_SHAPES  # shapes of progress still in play
+        self._sd = 0.0
         self._trust = 0  # new values in a row that confirmed the estimate
         self._aimed = False  # a poll was aimed past the end since the last new value
-        self._prior_used = False  # the belief holds the expectation
+        self._prior_used = False  # the estimate holds the expectation
         self._last_gap = 0.0  # the delay the last observation returned
-        self._late_edge: float | None = None  # the estimate's late edge when last rebuilt
 
     @property
     def expected(self) -> ExpectedDuration | None:
@@ -309,17 +347,46 @@ class PollPlan:
     @expected.setter
     def expected(self, value: ExpectedDuration | None) -> None:
         self._expected = value if value is None or value.spread <= _PRIOR_MAX_SPREAD else None
-        self._belief = None  # rebuilt with the expectation at the next observation
+        self._end = None  # rebuilt with the expectation at the next observation
 
     @property
     def samples(self) -> tuple[ProgressSample, ...]:
-        """Each progress value seen while processing, when first seen, oldest first."""
-        return tuple(self._samples)
+        """The first progress value seen while processing and the newest.
+
+        Each with the time it was first seen; one sample while they are the same, none
+        before processing. The values in between are folded into the estimate, not kept.
+        """
+        seen = self._progress
+        if seen is None:
+            return ()
+        first = ProgressSample(seen.first_at, seen.first_value)
+        if seen.last_at == seen.first_at:
+            return (first,)
+        return (first, ProgressSample(seen.last_at, seen.last_value))
 
     @property
     def started_after(self) -> float | None:
         """The last poll that saw the task pending before any saw it processing."""
         return self._started_after
+
+    def first_delay(self, now: float) -> float:
+        """Seconds from ``now`` to the first poll.
+
+        At once, unless the plan knows when the task was created (``created_at``): a
+        task of unknown age may have ended long ago. A task known to be fresh is first
+        polled ``initial_delay`` after its creation (half its expected processing time,
+        if shorter), when it may have started.
+
+        Args:
+            now: The monotonic time the wait starts.
+        """
+        created = self._created_at
+        if created is None or self.polls:
+            return 0.0
+        first = self.policy.initial_delay
+        if self._expected is not None:
+            first = min(first, _PENDING_SHARE_OF_EXPECTED * self._expected.seconds)
+        return max(0.0, created + first - now)
 
     def observe(
         self, now: float, processing: bool, progress: int, rand: Random = random.random
@@ -340,43 +407,50 @@ class PollPlan:
         changed = self._record(now, processing, progress)
         if not policy.progress_aware:
             return policy.poll_delay(self.polls, rand)
-        samples = self._samples
-        if not samples:
+        seen = self._progress
+        if seen is None:
             return self._quiet(now - self._first_at, pending=True, rand=rand)
-        if changed or self._belief is None:
+        if changed or self._end is None:
             self._believe(now)
         gap = self._decide(now, rand)
-        if not changed and samples[-1].progress > 0:
+        if not changed and seen.last_value > 0:
             # Sitting on a value (a stall, a slow tail): gaps grow with the time it has
             # sat there, and past the late edge of its estimate by a factor each, so a
             # task that does not move is never hammered.
-            floor = _SITTING_SHARE * (now - samples[-1].at)
-            if self._late_edge is not None and now > self._late_edge:
-                floor = max(floor, _SITTING_GROWTH * self._last_gap)
-            gap = min(max(gap, floor), policy.progress_max_delay)
+            floor = _SITTING_SHARE * (now - seen.last_at)
+            end = self._end
+            late = end is not None and now > end + _LATE_EDGE_Z * self._sd
+            if late and _SITTING_GROWTH * self._last_gap > floor:
+                floor = _SITTING_GROWTH * self._last_gap
+            if gap < floor:
+                gap = floor if floor < policy.progress_max_delay else policy.progress_max_delay
         self._last_gap = gap
         return gap
 
     def _record(self, now: float, processing: bool, progress: int) -> bool:
         """Keep what an answer tells; whether it shows a new progress value."""
-        samples = self._samples
+        seen = self._progress
         if not processing:
-            if not samples:
+            if seen is None:
                 self._pending_at = now
             return False
-        if not samples:
+        if seen is None:
             self._started_after = self._pending_at
-        elif progress < samples[-1].progress:
-            # Progress went back (a restart, or noise): the values above it are void.
-            del samples[next(i for i, s in enumerate(samples) if s.progress >= progress) :]
-            if not samples:
-                self._started_after = None  # started again: the old start says nothing
-        if samples and samples[-1].progress == progress:
+            self._progress = ProgressFit(now, progress)
+            return True
+        if progress < seen.last_value:
+            # Progress went back (a restart, or noise): what came before says nothing
+            # about the run from here, nor does the old start.
+            self._started_after = None
+            self._alive = ALL_SHAPES
+            self._progress = ProgressFit(now, progress)
+            return True
+        if seen.last_value == progress:
             return False
-        if self.policy.progress_aware or not samples:
+        if self.policy.progress_aware:
             # Without progress_aware only the first sighting is kept (it dates the start
             # for observed_duration): the rest would cost memory per wait.
-            samples.append(ProgressSample(now, progress))
+            seen.add(now, progress)
         return True
 
     def estimated_end(self, now: float | None = None, *, level: float = 0.5) -> float | None:
@@ -394,16 +468,19 @@ class PollPlan:
         Raises:
             InvalidArgumentError: If ``level`` is not strictly between 0 and 1.
         """
-        if not (isinstance(level, (int, float)) and 0 < level < 1):
+        if not (is_number(level) and 0 < level < 1):
             raise InvalidArgumentError(f"level must be between 0 and 1, got {level!r}")
-        belief = self._belief
-        if belief is None:
+        end = self._end
+        if end is None:
             return None
         at = self._last_running_at if now is None else now
-        end = belief.quantile(level, belief.origin if at is None else at)
-        if end is None:  # past every estimate: it should have ended already
+        sd = self._sd
+        if at is None:
+            return end + sd * _NORMAL.inv_cdf(level)
+        ended = _cdf((at - end) / sd)
+        if ended > 1 - _SURE:  # past every estimate: it should have ended already
             return at
-        return end
+        return max(at, end + sd * _NORMAL.inv_cdf(ended + level * (1 - ended)))
 
     def observed_duration(self, ended_at: float) -> float | None:
         """The processing time this wait saw: what a :class:`DurationModel` learns.
@@ -419,52 +496,48 @@ class PollPlan:
             Seconds, or ``None`` when the start was not bracketed (the wait never saw the
             task pending, or never saw it processing).
         """
-        if self._started_after is None or not self._samples or self._last_running_at is None:
+        seen = self._progress
+        if self._started_after is None or seen is None or self._last_running_at is None:
             return None
-        start = (self._started_after + self._samples[0].at) / 2
+        start = (self._started_after + seen.first_at) / 2
         end = (self._last_running_at + ended_at) / 2
         return end - start if end > start else None
 
     # --- the schedule ------------------------------------------------------------------
 
-    def _start(self) -> float:
+    def _start(self, seen: ProgressFit) -> float:
         """The estimated start of processing: the middle of its bracket."""
-        first = self._samples[0].at
+        first = seen.first_at
         return first if self._started_after is None else (self._started_after + first) / 2
 
     def _believe(self, now: float) -> None:
-        """Rebuild the belief about the end after a new value (or a new expectation)."""
-        samples = self._samples
+        """Rebuild the estimate of the end after a new value (or a new expectation)."""
+        seen = self._progress
+        assert seen is not None  # noqa: S101 - called once processing was seen
         expected = self._expected
-        belief = fit_end(samples, self._started_after, _SPREAD)
-        self._prior_used = False
+        prior_end: float | None = None
+        deviation = 0.0
         if expected is not None:
-            start = self._start()
-            half = (samples[0].at - self._started_after) / 2 if self._started_after else 0.0
+            start = self._start(seen)
+            after = self._started_after
+            half = (seen.first_at - after) / 2 if after is not None else 0.0
+            prior_end = start + expected.seconds
             deviation = math.hypot(expected.spread * expected.seconds, half)
-            if belief is None:
-                if samples[-1].progress == 0:
-                    belief = expected_end(now, start + expected.seconds, deviation)
-                    self._prior_used = belief is not None
-            else:
-                combined = belief.with_prior(start + expected.seconds, deviation)
-                self._prior_used = combined is not None
-                belief = combined or belief
-        self._belief = belief
-        self._late_edge = None if belief is None else belief.quantile(1 - _LATE, now)
-        if belief is None or samples[-1].progress == 0:
-            self._middle = None
+        previous = self._end
+        fitted = seen.fit(self._started_after, self._alive, prior_end, deviation)
+        self._end = None
+        self._prior_used = False
+        if fitted is not None:
+            self._end, self._sd, self._alive, self._prior_used = fitted
+        elif prior_end is not None and seen.last_value == 0 and prior_end > now:
+            # No rate yet: the expectation alone says when the end should come.
+            self._end, self._sd, self._prior_used = prior_end, max(deviation, 0.5), True
+        end = self._end
+        if end is None or seen.last_value == 0:
             self._trust = 0
             return
-        middle = belief.quantile(0.5, now)
-        previous = self._middle
-        confirmed = (
-            previous is not None
-            and middle is not None
-            and abs(middle - previous) <= _CONFIRMED * (middle - now)
-        )
+        confirmed = previous is not None and abs(end - previous) <= _CONFIRMED * (end - now)
         self._trust = self._trust + 1 if confirmed else 0
-        self._middle = middle
         self._aimed = False
 
     def _quiet(self, waited: float, *, pending: bool, rand: Random) -> float:
@@ -482,34 +555,112 @@ class PollPlan:
     def _decide(self, now: float, rand: Random) -> float:
         """The delay once processing was seen."""
         policy = self.policy
-        belief = self._belief
-        watched = max(now - self._start(), 0.0)
-        if belief is None:
+        seen = self._progress
+        assert seen is not None  # noqa: S101 - called once processing was seen
+        after = self._started_after
+        start = seen.first_at if after is None else (after + seen.first_at) / 2
+        watched = now - start if now > start else 0.0
+        end = self._end
+        if end is None:
             return self._quiet(watched, pending=False, rand=rand)
+        sd = self._sd
         shortest = policy.initial_delay * _MIN_GAP
-        late = belief.quantile(1 - _LATE, now)
-        progress = self._samples[-1].progress
-        if late is None and progress == 0:
-            # The expected end has passed at 0 %: the expectation is off for this task.
-            return self._quiet(watched, pending=False, rand=rand)
-        if late is None:
+        at = (now - end) / sd
+        if at > _OVERDUE_AT:
+            if seen.last_value == 0:
+                # The expected end has passed at 0 %: the expectation is off for this task.
+                return self._quiet(watched, pending=False, rand=rand)
             # Overdue: slower than every estimate, or stalled. Gaps grow with the overrun.
-            overrun = now - belief.latest_middle()
-            base = max(shortest, _OVERDUE * overrun)
-            return policy._spread(base, policy.progress_max_delay, rand)
-        if late - now <= policy.end_window:
-            base = late - now + _AIM_MARGIN * policy.end_window
-            if self._aimed:
-                # At most one poll below the shortest gap per new value: a task sitting
-                # on a value is never hammered.
-                base = max(base, shortest)
-            self._aimed = True
-            return policy._spread(base, policy.progress_max_delay, rand)
-        early = belief.quantile(_EARLY, now)
-        assert early is not None  # noqa: S101 - the late quantile exists, so does this one
-        base = max(shortest, _APPROACH * (early - now))
-        if not self._prior_used:
-            done = (progress + 0.5) / 100
-            share = max(_HORIZON * (1 + _TRUST_GROWTH * self._trust), _SPEEDUP * (done**-0.5 - 1))
-            base = min(base, max(shortest, share * watched))
-        return policy._spread(base, policy.progress_max_delay, rand)
+            base = max(shortest, _OVERDUE * (now - end))
+        else:
+            base = end + sd * _best_poll(at, policy.poll_cost / sd + _RETRY_SHARE) - now
+            if base > shortest and not self._prior_used:
+                # No later than a share of the processing time watched (see _HORIZON).
+                share = _HORIZON * (1 + _TRUST_GROWTH * self._trust)
+                speedup = _SPEEDUP * (((seen.last_value + 0.5) / 100) ** -0.5 - 1)
+                horizon = (share if share > speedup else speedup) * watched
+                if horizon < base:
+                    base = horizon if horizon > shortest else shortest
+            elif base < shortest:
+                if self._aimed:
+                    # At most one poll below the shortest gap per new value: a task
+                    # sitting on a value is never hammered.
+                    base = shortest
+                elif base < 0:
+                    base = 0.0
+                self._aimed = True
+        ceiling = policy.progress_max_delay
+        base *= 1 + policy.jitter * (2 * rand() - 1)
+        return base if base < ceiling else ceiling
+
+
+def _cdf(z: float) -> float:
+    """The standard normal distribution function."""
+    return 0.5 * (1 + math.erf(z / _SQRT2))
+
+
+def _solve_best_poll(ended: float, ratio: float) -> float:
+    """Where to poll, in standard deviations of the estimate from its mean.
+
+    Solves ``cdf(z) - ended = ratio * pdf(z)``: polling at ``z`` costs the lag
+    ``t - end`` when the task ended before, and ``ratio`` spreads' worth (a poll and
+    the lag of the next try) when it did not; this ``z`` minimises the sum. ``ended``
+    is the chance that the task ended before the last poll, which saw it running.
+    Safeguarded Newton steps on a bracket that holds the only root.
+    """
+    low, high = -1 / ratio, 12.0
+    z = max(0.0, low + 0.5)
+    for _ in range(60):
+        pdf = math.exp(-z * z / 2) * _INV_SQRT_2PI
+        value = 0.5 * (1 + math.erf(z / _SQRT2)) - ended - ratio * pdf
+        if value < 0:
+            low = z
+        else:
+            high = z
+        slope = pdf * (1 + ratio * z)
+        guess = z - value / slope if slope > 0 else math.inf
+        if not low < guess < high:
+            guess = (low + high) / 2
+        if abs(guess - z) < 1e-9:
+            return guess
+        z = guess
+    return z
+
+
+# _best_poll reads a table of _solve_best_poll over where the last poll stands in the
+# estimate (standard deviations from its mean) and over log(ratio): bilinear
+# interpolation is within 0.01 of the solution, at a fraction of its cost.
+_AT_LOW, _AT_STEP, _AT_COUNT = -4.0, 0.25, 30
+_RATIO_LOW, _RATIO_STEP, _RATIO_COUNT = math.log(0.125), 0.125, 57
+_BEST_POLL = [
+    [
+        _solve_best_poll(
+            0.5 * (1 + math.erf((_AT_LOW + i * _AT_STEP) / _SQRT2)),
+            math.exp(_RATIO_LOW + j * _RATIO_STEP),
+        )
+        for j in range(_RATIO_COUNT)
+    ]
+    for i in range(_AT_COUNT)
+]
+
+
+def _best_poll(at: float, ratio: float) -> float:
+    """``_solve_best_poll(cdf(at), ratio)``, read from its table."""
+    x = (at - _AT_LOW) / _AT_STEP
+    y = (math.log(ratio) - _RATIO_LOW) / _RATIO_STEP
+    i = int(x) if x > 0 else 0
+    j = int(y) if y > 0 else 0
+    if i >= _AT_COUNT - 1:
+        i, x = _AT_COUNT - 2, _AT_COUNT - 1.0
+    elif x < 0:
+        x = 0.0
+    if j >= _RATIO_COUNT - 1:
+        j, y = _RATIO_COUNT - 2, _RATIO_COUNT - 1.0
+    elif y < 0:
+        y = 0.0
+    x -= i
+    y -= j
+    row, below = _BEST_POLL[i + 1], _BEST_POLL[i]
+    low = below[j] + (below[j + 1] - below[j]) * y
+    high = row[j] + (row[j + 1] - row[j]) * y
+    return low + (high - low) * x

@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ._clock import Timer, call_later, reading
+from ._families import task_kind
+from ._learning import DurationModel, TaskKind
 from ._limiter import Slot
-from ._models import TaskInfo, TaskRef, TaskStatus
+from ._models import Ref, TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
 from ._transport import Request, Transport
-from .exceptions import KooDriveError, TaskStalledError, TransportError
+from .exceptions import ClientClosedError, KooDriveError, TaskStalledError, TransportError
 
 if TYPE_CHECKING:
     from ._fleet import Sharing
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("koodrive_tasks")
 
 _FAILURES_BEFORE_WARNING = 3
+_CREATED_KEPT = 4096  # tasks created by this client and not waited for yet, remembered
 
 
 class DeadlineReached(Exception):  # noqa: N818 - a signal inside the package, never raised to users
@@ -96,6 +99,7 @@ class PollStream:
         "failures",
         "fatal",
         "holds_lease",
+        "kind",
         "last_delay",
         "last_error",
         "latest",
@@ -118,13 +122,16 @@ class PollStream:
     def __init__(
         self,
         registry: PollStreams,
-        ref: TaskRef,
+        ref: Ref,
         request: Request[TaskInfo],
         transport: Transport,
         policy: PollPolicy,
+        plan: PollPlan,
+        kind: TaskKind | None = None,
     ) -> None:
         self._registry = registry
         self.ref = ref
+        self.kind = kind  # what its duration is learned by, once known
         self._request = request  # built once, sent every poll
         self._transport = transport
         self.policy = policy
@@ -137,7 +144,7 @@ class PollStream:
         self.failures = 0
         self.seen_running_at: float | None = None
         self.changed_at: float | None = None
-        self.plan = PollPlan(policy)
+        self.plan = plan
         self.state = State.IDLE
         self.timer: Timer | None = None  # IDLE: the next poll or the stall limit
         self.slot: Slot | None = None  # QUEUED and IN_FLIGHT: the turn at the gate
@@ -452,6 +459,16 @@ class PollStream:
         self.failures = 0
         self.lease_less = False
         now = self._transport.clock.monotonic()
+        durations = self._registry.durations
+        if durations is not None:
+            if self.kind is None:  # the first answer says what kind of task it is
+                self.kind = task_kind(info)
+                if self.plan.expected is None:
+                    self.plan.expected = durations.expect(self.kind)
+            if info.status is TaskStatus.COMPLETED:
+                seconds = self.plan.observed_duration(now)
+                if seconds is not None:
+                    durations.learn(self.kind, seconds)
         delay = 0.0
         if not info.is_terminal:
             self.seen_running_at = now
@@ -598,18 +615,24 @@ class PollStreams:
         transport: The request path every stream sends through.
         detail_request: Builds a task's detail request (its family's).
         sharing: In fleet mode, the leases and shared observations of tasks.
+        durations: Learns how long tasks of each kind take (``None``: nothing learned).
     """
 
     def __init__(
         self,
         transport: Transport,
-        detail_request: Callable[[TaskRef], Request[TaskInfo]],
+        detail_request: Callable[[Ref], Request[TaskInfo]],
         sharing: Sharing | None = None,
+        durations: DurationModel | None = None,
     ) -> None:
         self._transport = transport
         self._detail_request = detail_request
         self.sharing = sharing
-        self._streams: dict[TaskRef, PollStream] = {}
+        self.durations = durations
+        # Tasks this client created: when (a fresh task is not polled at once) and, when
+        # known from the create request, what kind (its expected duration).
+        self._created: dict[Ref, tuple[float, TaskKind | None]] = {}
+        self._streams: dict[Ref, PollStream] = {}
         self._closed: KooDriveError | None = None
 
     def __len__(self) -> int:
@@ -621,9 +644,15 @@ class PollStreams:
     def __repr__(self) -> str:
         return f"<PollStreams {len(self._streams)} live>"
 
+    def created(self, ref: Ref, at: float, kind: TaskKind | None) -> None:
+        """Record a task the client created at ``at`` (its clock): no need to poll it at once."""
+        if len(self._created) >= _CREATED_KEPT:
+            del self._created[next(iter(self._created))]  # the oldest: waited for, or never
+        self._created[ref] = (at, kind)
+
     def subscribe(
         self,
-        ref: TaskRef,
+        ref: Ref,
         policy: PollPolicy,
         deadline: float | None,
         resume_polls: int | None = None,
@@ -638,16 +667,31 @@ class PollStreams:
         stream = self._streams.get(ref)
         if stream is None:
             transport = self._transport
-            stream = PollStream(self, ref, self._detail_request(ref), transport, policy)
-            if self._closed is not None:  # a wait joining after close() ends at once
-                stream.fail(self._closed)
+            created_at, kind = self._created.pop(ref, (None, None))
+            expected = None
+            if kind is not None and self.durations is not None:
+                expected = self.durations.expect(kind)
+            plan = PollPlan(policy, created_at=created_at, expected=expected)
+            stream = PollStream(self, ref, self._detail_request(ref), transport, policy, plan, kind)
+            if self._closed is not None or transport.closed:
+                # A wait that starts after close() (made before it, or after): the gate
+                # admits nothing any more, so a stream would queue until the deadline, or
+                # forever without one. It ends at once instead; no stream is kept.
+                stream.fail(
+                    self._closed
+                    or ClientClosedError("this KooDriveClient is closed; create a new one")
+                )
                 return stream, stream.subscribe(deadline, listener)
             self._streams[ref] = stream
-            first_poll_at = None
+            now = transport.clock.monotonic()
             if resume_polls:
+                # Spread over the delay reached, but never later than initial_delay: a
+                # restarted worker neither polls every task at once nor sits idle.
                 stream.plan.polls = resume_polls
-                spread = policy.poll_delay(resume_polls) * random.random()
-                first_poll_at = transport.clock.monotonic() + spread
+                spread = min(policy.poll_delay(resume_polls), policy.initial_delay)
+                first_poll_at = now + spread * random.random()
+            else:
+                first_poll_at = now + stream.plan.first_delay(now)
             if self.sharing is not None:
                 self.sharing.joined(stream, first_poll_at)  # it starts the stream
             else:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import attrs
 
 from .exceptions import InvalidArgumentError
+
+_FLOAT_MAX = sys.float_info.max
 
 
 def is_text(value: str) -> bool:
@@ -19,6 +22,18 @@ def is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def require_text(name: str, value: object) -> None:
+    """Check that ``value`` is a non-empty string with a UTF-8 encoding.
+
+    Raises:
+        InvalidArgumentError: Otherwise, quoting the value (never pass a secret).
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgumentError(f"{name} must be a non-empty string, got {value!r}")
+    if not is_text(value):
+        raise InvalidArgumentError(f"{name} is not valid text (a lone surrogate)")
 
 
 def has_control_character(value: str) -> bool:
@@ -43,8 +58,18 @@ def header_value(name: str, value: object) -> str | None:
 
 
 def is_number(value: object) -> bool:
-    """A real int or float (booleans are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """A real int or float that a float can hold (booleans are not numbers here).
+
+    An int past the float range (``10**400``) is refused here rather than reach
+    ``math.isfinite``, which raises ``OverflowError`` on it.
+    """
+    if type(value) is float:
+        return True
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and -_FLOAT_MAX <= value <= _FLOAT_MAX
+    )
 
 
 def non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -57,6 +82,12 @@ def fraction(instance: object, attribute: attrs.Attribute[Any], value: float) ->
     """A number from 0 to 1."""
     if not (is_number(value) and 0 <= value <= 1):
         raise InvalidArgumentError(f"{attribute.name} must be between 0 and 1, got {value!r}")
+
+
+def positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    """A finite number > 0."""
+    if not (is_number(value) and math.isfinite(value) and value > 0):
+        raise InvalidArgumentError(f"{attribute.name} must be a finite number > 0, got {value!r}")
 
 
 def positive_or_none(

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from ._clock import Clock
-from ._models import TaskInfo, TaskRef
+from ._models import JobInfo, JobRef, Ref, TaskInfo, TaskRef
 from ._outcome import TaskOutcome, outcome
 from ._policy import PollPolicy
 from ._resume import WaitState
@@ -72,7 +72,7 @@ class Wait:
         self,
         streams: PollStreams,
         clock: Clock,
-        ref: TaskRef,
+        ref: Ref,
         *,
         policy: PollPolicy,
         timeout: float | None,
@@ -98,7 +98,8 @@ class Wait:
         if resume is not None:
             self._polls = self._resume_polls = resume.polls
             if resume.status is not None:
-                self.last = TaskInfo(ref.task_id, resume.status, resume.progress or 0)
+                seen = JobInfo if isinstance(ref, JobRef) else TaskInfo
+                self.last = seen(ref.task_id, resume.status, resume.progress or 0)
 
     @property
     def done(self) -> bool:
@@ -246,9 +247,11 @@ class Wait:
             timeout_left = max(0.0, self._deadline - self._clock.monotonic())
         polls = self._stream.plan.polls if self._stream is not None else self._polls
         last = self.last
+        ref = self.ref
+        if isinstance(ref, TaskRef) and ref.kdstoken is not None:
+            ref = TaskRef(ref.share_id, ref.task_id)  # a checkpoint never holds a kdstoken
         return WaitState(
-            share_id=self.ref.share_id,
-            task_id=self.ref.task_id,
+            ref=ref,
             status=None if last is None else last.status,
             progress=None if last is None else last.progress,
             polls=polls,

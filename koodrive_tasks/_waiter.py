@@ -1,4 +1,8 @@
-"""``TaskWaiter``: await a task's result, or iterate over its progress, or both."""
+"""``TaskWaiter``: await a task's result, or iterate over its progress, or both.
+
+``JobWaiter`` is the ``TaskWaiter`` of a batch job: the same polls, updates and
+outcome; only ``await`` differs (the final :class:`JobInfo` rather than a URL).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import asyncio
 import weakref
 from collections.abc import AsyncIterator, Generator
 
-from ._models import ProgressUpdate, TaskInfo, TaskRef
+from ._models import JobInfo, JobRef, ProgressUpdate, Ref, TaskInfo
 from ._outcome import TaskOutcome, checked_download_url, judge
 from ._policy import PollPolicy
 from ._wait import Wait, cancel_requested
@@ -47,11 +51,12 @@ class TaskWaiter:
             state = type(wait.error).__name__
         elif not wait.joined:
             state = "not started" if wait.last is None else "paused"
-        return f"<TaskWaiter task_id={wait.ref.task_id!r} {state}>"
+        key = "job_id" if isinstance(wait.ref, JobRef) else "task_id"
+        return f"<{type(self).__name__} {key}={wait.ref.task_id!r} {state}>"
 
     @property
-    def ref(self) -> TaskRef:
-        """The task this waiter waits for."""
+    def ref(self) -> Ref:
+        """The task (:class:`TaskRef`) or job (:class:`JobRef`) this waiter waits for."""
         return self._wait.ref
 
     @property
@@ -207,6 +212,38 @@ class TaskWaiter:
 
     def __await__(self) -> Generator[object, None, str]:
         return self.download_url().__await__()
+
+
+class JobWaiter(TaskWaiter):
+    """Waits for one batch job; created by :meth:`KooDriveClient.wait_for_job`.
+
+    A :class:`TaskWaiter` in every way (updates, :meth:`outcome`, batches,
+    checkpoints, cancellation), except what ``await`` gives:
+
+    * ``await waiter`` returns the final :class:`JobInfo`, whatever the job's type (a
+      job's type is only known from its first answer; one result type keeps the
+      await honest). It raises as :meth:`final_info` does.
+    * ``await waiter.download_url()`` returns the checked URL of a package-download
+      job (``https`` unless the client allows insecure URLs).
+    """
+
+    __slots__ = ()
+
+    @property
+    def job_id(self) -> str:
+        """The job's id (also :attr:`task_id`)."""
+        return self.ref.task_id
+
+    async def final_info(self) -> JobInfo:
+        """Wait for the job to end and return its final state; see :meth:`TaskWaiter.final_info`."""
+        info = await super().final_info()
+        assert isinstance(info, JobInfo)  # noqa: S101 - a job's polls are read into JobInfo
+        return info
+
+    def __await__(self) -> Generator[object, None, JobInfo]:  # type: ignore[override]
+        # Deliberately not a URL (see the class docstring): code that awaits any
+        # TaskWaiter for a URL should call download_url() instead.
+        return self.final_info().__await__()
 
 
 def wait_of(waiter: TaskWaiter) -> Wait:

@@ -1,8 +1,8 @@
 """The KooDrive wire format: the only module that reads raw JSON keys.
 
 One cattrs converter turns either documented ``taskDetail`` shape into a
-:class:`TaskInfo`; error bodies of every documented shape become the matching
-:class:`APIError`. The converter is strict about types (a list where a number
+:class:`TaskInfo`, and a batch job's detail or list entry into a :class:`JobInfo`;
+error bodies of every documented shape become the matching :class:`APIError`. The converter is strict about types (a list where a number
 belongs is an error) and lenient where the API documents variants (codes and
 ids as strings or integers, empty timestamps, ``taskInfos`` as object or list).
 """
@@ -25,7 +25,19 @@ from cattrs.gen import make_dict_structure_fn, override
 from yarl import URL
 
 from . import exceptions as exc
-from ._models import FileResult, FileStatus, TaskInfo, TaskResultCode, TaskStatus, TaskType
+from ._job_specs import JobRequest
+from ._models import (
+    ActionType,
+    FileResult,
+    FileStatus,
+    JobInfo,
+    JobType,
+    TaskInfo,
+    TaskResultCode,
+    TaskStatus,
+    TaskType,
+    UncompressedFile,
+)
 
 _E = TypeVar("_E", bound=enum.IntEnum)
 
@@ -33,6 +45,10 @@ _DIGITS = re.compile(r"[+-]?\d{1,19}")
 
 SHARE_TASKS_PATH = "/koodrive/ose/v1/share/tasks"
 TASK_DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
+JOBS_PATH = "/koodrive/ose/v1/jobs"
+"""``POST``: create a batch job; ``GET``: list them."""
+CANCEL_JOB_PATH = "/koodrive/ose/v1/cancel"
+_JOB_PATH_PREFIX = "/koodrive/ose/v1/"
 
 
 def _strict_int(value: object, _: object = None) -> int:
@@ -160,6 +176,35 @@ def _files(value: object, _: object = None) -> tuple[FileResult, ...]:
     return tuple(converter.structure(item, FileResult) for item in items)
 
 
+def _entries(value: object, _: object = None) -> tuple[UncompressedFile, ...]:
+    if value is None:
+        return ()
+    items = [value] if isinstance(value, Mapping) else value
+    if not isinstance(items, list):
+        raise TypeError(f"expected an object or a list, got {type(value).__name__}")
+    return tuple(converter.structure(item, UncompressedFile) for item in items)
+
+
+def _task_fields(conv: cattrs.Converter) -> dict[str, Any]:
+    """The overrides of the fields every task snapshot has (share task and job alike)."""
+    return {
+        "task_id": override(rename="taskId", struct_hook=_strict_str),
+        "status": override(rename="taskStatus", struct_hook=_required(_enum_hook(TaskStatus))),
+        "progress": override(struct_hook=_progress),
+        "task_type": override(rename="taskType", struct_hook=_enum_hook(TaskType)),
+        "result_code": override(
+            rename="taskResultCode", struct_hook=_enum_hook(TaskResultCode, zero_is_none=True)
+        ),
+        "content_result_code": override(rename="resultCode", struct_hook=_optional_int),
+        "created_at": override(rename="createTime", struct_hook=_timestamp),
+        "started_at": override(rename="startTime", struct_hook=_timestamp),
+        "ended_at": override(rename="endTime", struct_hook=_timestamp),
+        "download_url": override(rename="downloadUrl", struct_hook=_optional_text),
+        "user_id": override(rename="userId", struct_hook=_optional_str),
+        "files": override(rename="taskInfos", struct_hook=_files),
+    }
+
+
 def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(str, _strict_str)
@@ -176,26 +221,40 @@ def _build_converter() -> cattrs.Converter:
         ),
     )
     conv.register_structure_hook(
-        TaskInfo,
+        TaskInfo, make_dict_structure_fn(TaskInfo, conv, **_task_fields(conv))
+    )
+    conv.register_structure_hook(
+        UncompressedFile,
         make_dict_structure_fn(
-            TaskInfo,
+            UncompressedFile,
             conv,
-            task_id=override(rename="taskId", struct_hook=_strict_str),
-            status=override(rename="taskStatus", struct_hook=_required(_enum_hook(TaskStatus))),
-            progress=override(struct_hook=_progress),
-            task_type=override(rename="taskType", struct_hook=_enum_hook(TaskType)),
-            result_code=override(
-                rename="taskResultCode", struct_hook=_enum_hook(TaskResultCode, zero_is_none=True)
-            ),
-            content_result_code=override(rename="resultCode", struct_hook=_optional_int),
-            created_at=override(rename="createTime", struct_hook=_timestamp),
-            started_at=override(rename="startTime", struct_hook=_timestamp),
-            ended_at=override(rename="endTime", struct_hook=_timestamp),
-            download_url=override(rename="downloadUrl", struct_hook=_optional_text),
-            user_id=override(rename="userId", struct_hook=_optional_str),
-            files=override(rename="taskInfos", struct_hook=_files),
+            name=override(struct_hook=_strict_str),
+            # Integer in one edition, "1"/"2" in another: both read as a number.
+            entry_type=override(rename="type", struct_hook=_optional_int),
+            size=override(rename="fileSize", struct_hook=_optional_int),
+            container_id=override(rename="containerId", struct_hook=_optional_str),
+            file_id=override(rename="fileId", struct_hook=_optional_str),
         ),
     )
+    # A job says `status` and `beginTime` where a share task says `taskStatus` and
+    # `startTime`; its `taskType` numbers job types (JobType), so TaskInfo.task_type
+    # stays None. `_job_fields` fills in the other spelling when only one is present.
+    job_fields = {
+        **_task_fields(conv),
+        "status": override(rename="status", struct_hook=_required(_enum_hook(TaskStatus))),
+        "task_type": override(omit=True),
+        "started_at": override(rename="beginTime", struct_hook=_timestamp),
+        "job_type": override(rename="taskType", struct_hook=_enum_hook(JobType)),
+        "action_type": override(
+            rename="actionType", struct_hook=_enum_hook(ActionType, zero_is_none=True)
+        ),
+        "task_name": override(rename="taskName", struct_hook=_optional_str),
+        "content_num": override(rename="contentNum", struct_hook=_optional_int),
+        "container_id": override(rename="containerId", struct_hook=_optional_str),
+        "tenant_id": override(rename="tenantId", struct_hook=_optional_str),
+        "uncompressed_files": override(rename="uncompressedFileList", struct_hook=_entries),
+    }
+    conv.register_structure_hook(JobInfo, make_dict_structure_fn(JobInfo, conv, **job_fields))
     return conv
 
 
@@ -409,6 +468,131 @@ def _structure_task_info(fields: dict[str, Any]) -> TaskInfo:
         raise exc.ProtocolError(f"task detail does not match the API: {_describe(error)}") from None
 
 
+# --- batch jobs ----------------------------------------------------------------------------
+
+
+def job_path(job_id: str) -> str:
+    """The detail path of a job (``JobRef`` keeps ``/`` out of the id; the transport encodes it)."""
+    return _JOB_PATH_PREFIX + job_id
+
+
+def _job_fields(entry: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A ``jobInfo`` object (plus ``extra`` keys) with either spelling of status and start."""
+    fields: dict[str, Any] = {**entry, **(extra or {})}
+    if "status" not in fields and "taskStatus" in fields:
+        fields["status"] = fields["taskStatus"]
+    if fields.get("beginTime") in (None, "") and fields.get("startTime") not in (None, ""):
+        fields["beginTime"] = fields["startTime"]
+    return fields
+
+
+def _structure_job(fields: dict[str, Any], what: str) -> JobInfo:
+    try:
+        return converter.structure(fields, JobInfo)
+    except Exception as error:  # noqa: BLE001 - cattrs raises several types; all mean "wrong shape"
+        raise exc.ProtocolError(f"{what} does not match the API: {_describe(error)}") from None
+
+
+def parse_job_detail(payload: object, *, job_id: str) -> JobInfo:
+    """Parse a successful ``GET /koodrive/ose/v1/{job_id}`` body.
+
+    ``data.jobInfo`` holds the job, ``data.taskInfos`` its files and
+    ``data.uncompressedFileList`` a decompression's entries. The same keys without the
+    ``data`` envelope are read too.
+
+    Args:
+        payload: The decoded JSON body.
+        job_id: The id that was asked for; filled in when the body omits it.
+
+    Raises:
+        ProtocolError: If the body holds no job, a value has the wrong type, or it
+            describes another job.
+    """
+    if not isinstance(payload, Mapping):
+        raise exc.ProtocolError(f"expected a JSON object, got {type(payload).__name__}")
+    data = payload.get("data")
+    holder: Mapping[str, Any] = data if isinstance(data, Mapping) else payload
+    entry = holder.get("jobInfo")
+    if not isinstance(entry, Mapping):
+        raise exc.ProtocolError("job detail has no 'data.jobInfo' object")
+    extra = {key: holder[key] for key in ("taskInfos", "uncompressedFileList") if key in holder}
+    fields = _job_fields(entry, extra)
+    if fields.get("taskId") in (None, ""):
+        fields["taskId"] = job_id
+    info = _structure_job(fields, "job detail")
+    if info.task_id != job_id:
+        raise exc.ProtocolError(f"asked for job {job_id!r}, the answer describes another job")
+    return info
+
+
+def parse_job_list(payload: object) -> list[JobInfo]:
+    """Parse a successful ``GET /koodrive/ose/v1/jobs`` body: ``data`` is a list of jobs.
+
+    A body without ``data`` (or with ``null``) is an empty page.
+
+    Raises:
+        ProtocolError: If ``data`` is not a list of job objects each with its id.
+    """
+    data = payload.get("data") if isinstance(payload, Mapping) else None
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise exc.ProtocolError(f"job list: 'data' is not a list but {type(data).__name__}")
+    jobs = []
+    for index, entry in enumerate(data):
+        if not isinstance(entry, Mapping):
+            raise exc.ProtocolError(f"job list: entry {index} is not an object")
+        if entry.get("taskId") in (None, ""):
+            raise exc.ProtocolError(f"job list: entry {index} has no taskId")
+        jobs.append(_structure_job(_job_fields(entry), f"job list entry {index}"))
+    return jobs
+
+
+def job_list_query(
+    *, offset: int, limit: int, job_type: JobType | None, status: TaskStatus | None
+) -> tuple[tuple[str, str], ...]:
+    """The query of one page of ``GET /koodrive/ose/v1/jobs`` (no empty parameter sent)."""
+    query = [("offset", str(offset)), ("limit", str(limit))]
+    if job_type is not None:
+        query.append(("type", str(int(job_type))))
+    if status is not None:
+        query.append(("status", str(int(status))))
+    return tuple(query)
+
+
+def job_body(request: JobRequest) -> dict[str, object]:
+    """The JSON body of ``POST /koodrive/ose/v1/jobs``."""
+    info: dict[str, object] = {"srcContainerId": request.container_id}
+    if request.files:
+        info["fileInfo"] = [
+            {"fileId": file_id} if path is None else {"fileId": file_id, "filePath": path}
+            for file_id, path in request.files
+        ]
+    if request.new_file_path is not None:
+        info["newFilePath"] = request.new_file_path
+    if request.extract_paths:
+        info["uncompressFilePaths"] = list(request.extract_paths)
+    body: dict[str, object] = {
+        "taskType": int(request.job_type),
+        "dstContainerId": request.target_container_id,
+        "taskInfo": info,
+    }
+    if request.action_type is not None:
+        body["actionType"] = int(request.action_type)
+    if request.password is not None:
+        body["password"] = request.password
+    return body
+
+
+def cancel_job_body(job_id: str) -> dict[str, object]:
+    """The JSON body of ``POST /koodrive/ose/v1/cancel``."""
+    return {"jobId": job_id}
+
+
+def parse_acknowledgement(payload: object) -> None:
+    """A success that carries nothing to read (a cancel): the transport checked ``code``."""
+
+
 def parse_created_task_id(payload: object) -> str:
     """Parse a successful create-task body into the new task's id.
 
@@ -495,7 +679,7 @@ _HINTS: dict[type[exc.APIError], str] = {
     exc.AuthenticationError: "check the access token or the app id, secret and user id",
     exc.ClockSkewError: "the request's X-Date was rejected: synchronise this machine's clock (NTP)",
     exc.PermissionDeniedError: "these credentials have no access to this share or space",
-    exc.NotFoundError: "check the share id and task id; ended tasks may have been purged",
+    exc.NotFoundError: "check the ids (share and task, or job); ended tasks may have been purged",
     exc.InvalidParameterError: "check the request's arguments",
     exc.RateLimitedError: "the server throttles this client: slow down",
     exc.ServerError: "the server failed: retry later",
@@ -669,6 +853,13 @@ def decode_json(raw: bytes) -> tuple[object, bool]:
         return None, False
 
 
+# A real answer is one gzip member; concatenated files make a few. Each member costs a
+# fresh inflater and a copy of the input left after it (zlib's unused_data), so a body
+# of tens of thousands of empty members, decoding to nothing, held the event loop for
+# seconds (quadratic copying) while the size cap never saw a byte: more is damage.
+_MAX_GZIP_MEMBERS = 64
+
+
 def decompress_capped(
     data: bytes,
     coding: str,
@@ -679,7 +870,8 @@ def decompress_capped(
     """``data`` decoded from gzip or deflate, refused as soon as it grows past ``cap``.
 
     Never inflates more than ``cap`` + one step: a decompression bomb costs what its
-    first ``cap`` bytes cost, however far it would expand.
+    first ``cap`` bytes cost, however far it would expand. A gzip body of more than
+    ``_MAX_GZIP_MEMBERS`` members is refused as damaged.
     """
     if coding in ("gzip", "x-gzip"):
         wbits = 16 + zlib.MAX_WBITS
@@ -690,8 +882,12 @@ def decompress_capped(
     out: list[bytes] = []
     size = 0
     pending = data
+    members = 0
     try:
         while pending:
+            members += 1
+            if members > _MAX_GZIP_MEMBERS:
+                raise damaged()
             inflater = zlib.decompressobj(wbits)
             while pending:
                 chunk = inflater.decompress(pending, cap + 1 - size)

@@ -11,8 +11,9 @@ zero real time::
 The pytest plugin (``koodrive_clock``, ``koodrive_emulator``, ``koodrive_client``)
 wires exactly this.
 
-:func:`parse_task_detail` reads a task-detail answer exactly as the client does, for
-tests of code that produces KooDrive JSON (a fake server, a webhook relay).
+:func:`parse_task_detail` reads a task-detail answer exactly as the client does (and
+:func:`parse_job_detail` a batch job's), for tests of code that produces KooDrive JSON
+(a fake server, a webhook relay).
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
 from . import _wire
-from ._models import TaskInfo
+from ._models import JobInfo, TaskInfo
 from .exceptions import InvalidArgumentError
 
-__all__ = ["VirtualClock", "parse_task_detail", "takes_shortcut"]
+__all__ = ["VirtualClock", "parse_job_detail", "parse_task_detail", "takes_shortcut"]
 
 # The loop must look idle this many rounds in a row before time jumps: a callback that
 # schedules another (a chain of call_soon) is still work in progress, not idleness.
@@ -187,3 +188,12 @@ def parse_task_detail(payload: object, *, task_id: str, shortcut: bool = True) -
 def takes_shortcut(payload: object, *, task_id: str) -> bool:
     """Whether the client reads this answer through its shortcut for usual answers."""
     return _wire.takes_shortcut(payload, task_id=task_id)
+
+
+def parse_job_detail(payload: object, *, job_id: str) -> JobInfo:
+    """A successful batch-job detail answer (decoded JSON) as the client reads it.
+
+    Raises:
+        ProtocolError: The answer does not follow the API, or describes another job.
+    """
+    return _wire.parse_job_detail(payload, job_id=job_id)

@@ -29,7 +29,12 @@ WRONG_TOKEN = f"wrong-{secrets.token_hex(16)}"
 RUN_TIMEOUT = 20.0
 """Seconds a run may take before it is killed and the test fails (a hung CLI)."""
 
-_SECRET_VARS = ("KOODRIVE_TOKEN", "KOODRIVE_APP_SECRET", "KOODRIVE_KDSTOKEN")
+_SECRET_VARS = (
+    "KOODRIVE_TOKEN",
+    "KOODRIVE_APP_SECRET",
+    "KOODRIVE_KDSTOKEN",
+    "KOODRIVE_ARCHIVE_PASSWORD",
+)
 _URL_LINE = re.compile(r"(\S+ )?https?://\S+")
 
 

@@ -17,6 +17,8 @@ from koodrive_tasks.testing import VirtualClock
 BASE = "https://kd.example.com"
 DETAIL = f"{BASE}/koodrive/ose/v1/share/taskDetail"
 CREATE = f"{BASE}/koodrive/ose/v1/share/tasks"
+JOBS = f"{BASE}/koodrive/ose/v1/jobs"
+CANCEL = f"{BASE}/koodrive/ose/v1/cancel"
 TOKEN = "tok-SECRET-0123456789"
 URL_QUERY = "X-Sig=SIGNED-QUERY-SECRET&Expires=1"
 PACKAGE_URL = f"https://obs.example.com/pkg/a.zip?{URL_QUERY}"
@@ -61,6 +63,61 @@ class MockKooDrive(aioresponses):
     def bodies_to(self, url: str) -> list[Any]:
         """The JSON bodies of the requests sent to ``url``, decoded, oldest first."""
         return [json.loads(call.kwargs["data"]) for call in self.requests_to(url)]
+
+
+def job_url(job_id: str) -> str:
+    """The detail URL of a job (the id as sent: percent-encoded)."""
+    return f"{BASE}/koodrive/ose/v1/{job_id}"
+
+
+def job_info(
+    status: int,
+    progress: int = 0,
+    *,
+    job_id: str = "1309243162258308352",
+    job_type: int = 1,
+    result: int = 0,
+    url: str = "",
+    **extra: Any,
+) -> dict[str, Any]:
+    """One ``jobInfo`` object (a detail's, or an entry of the list)."""
+    return {
+        "taskId": job_id,
+        "taskName": "copy 1 item",
+        "userId": "u1",
+        "taskType": job_type,
+        "actionType": {1: 101, 2: 201, 3: 301, 5: 502, 7: 701}.get(job_type, 0),
+        "status": status,
+        "taskResultCode": result,
+        "resultCode": 0,
+        "progress": progress,
+        "downloadUrl": url,
+        "contentNum": 1,
+        "containerId": "c2",
+        "tenantId": "tenant-1",
+        "beginTime": "20231212095227" if status else "",
+        "endTime": "20231212095300" if status >= 2 else "",
+        "createTime": "20231212095200",
+        **extra,
+    }
+
+
+def job_detail(
+    status: int,
+    progress: int = 0,
+    *,
+    files: Any = None,
+    entries: Any = None,
+    code: object = 0,
+    **info: Any,
+) -> dict[str, Any]:
+    """A job detail body: ``{"code", "msg", "data": {"jobInfo", "taskInfos"...}}``."""
+    data: dict[str, Any] = {"jobInfo": job_info(status, progress, **info)}
+    if files is not None:
+        data["taskInfos"] = files
+    if entries is not None:
+        data["uncompressedFileList"] = entries
+    return {"code": code, "msg": "success", "data": data}
 
 
 def shape_a(

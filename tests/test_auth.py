@@ -237,7 +237,7 @@ async def test_every_attempt_signed_with_fresh_x_date(
     mock: MockKooDrive, clock: VirtualClock
 ) -> None:
     """Every attempt, also after a 5xx, is signed anew with X-Date from the client's clock."""
-    policy = PollPolicy(retry_initial_delay=30.0, retry_max_delay=60.0)
+    policy = PollPolicy.backoff(retry_initial_delay=30.0, retry_max_delay=60.0)
     auth = AppSignature(APP_ID, APP_SECRET, USER_ID)
     mock.detail(status=503, body="<html>busy</html>", content_type="text/html")
     mock.detail(status=500, body="")

@@ -28,7 +28,7 @@ from koodrive_tasks import (
 from koodrive_tasks.emulator import Emulator, Fault, Outcome, TaskScript
 from koodrive_tasks.testing import VirtualClock
 
-POLICY = PollPolicy(initial_delay=1, factor=1.5, max_delay=20, timeout=3600)
+POLICY = PollPolicy.backoff(initial_delay=1, factor=1.5, max_delay=20, timeout=3600)
 
 
 @pytest.fixture

@@ -31,14 +31,13 @@ def half() -> float:
 
 
 def test_defaults_are_valid() -> None:
-    """The default policy constructs and has the documented values."""
+    """The default policy constructs, is progress-aware and has the documented values."""
     policy = PollPolicy()
-    assert policy.initial_delay == 2.0
-    assert policy.factor == 2.0
-    assert policy.max_delay >= policy.initial_delay
+    assert policy.progress_aware is True
+    assert (policy.initial_delay, policy.factor, policy.max_delay) == (10.0, 2.5, 120.0)
+    assert (policy.progress_max_delay, policy.poll_cost) == (120.0, 1.0)
     assert 0 <= policy.jitter <= 1
     assert policy.timeout == 3600.0
-    assert policy.progress_aware is False
     assert policy.retry_after_max >= policy.retry_after_min
 
 
@@ -171,9 +170,9 @@ def test_poll_delay_sequence_without_jitter() -> None:
     assert [policy.poll_delay(n) for n in range(1, 8)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
 
 
-def test_poll_delay_default_sequence() -> None:
-    """The default policy doubles from 2 s, capped at 30 s."""
-    policy = PollPolicy(jitter=0.0)
+def test_poll_delay_backoff_sequence() -> None:
+    """The backoff() preset doubles from 2 s, capped at 30 s."""
+    policy = PollPolicy.backoff(jitter=0.0)
     delays = [policy.poll_delay(n) for n in range(1, 12)]
     assert delays[:5] == [2.0, 4.0, 8.0, 16.0, 30.0]
     assert delays[-1] == 30.0
@@ -290,19 +289,26 @@ def test_property_retry_delay_bounded(failures: int, retry_after: float | None, 
 # --- presets ---------------------------------------------------------------------------
 
 
-def test_presets_are_progress_aware() -> None:
-    """efficient() and interactive() schedule from progress; the default does not."""
-    assert PollPolicy().progress_aware is False
+def test_presets_are_progress_aware_but_backoff() -> None:
+    """The default, efficient() and interactive() schedule from progress; backoff() does not."""
+    assert PollPolicy().progress_aware is True
     assert PollPolicy.efficient().progress_aware is True
     assert PollPolicy.interactive().progress_aware is True
+    assert PollPolicy.backoff().progress_aware is False
+
+
+def test_efficient_differs_from_the_default_only_by_a_higher_poll_cost() -> None:
+    """efficient() is the default with a poll worth more seconds of lag."""
+    assert PollPolicy.efficient() == PollPolicy(poll_cost=PollPolicy.efficient().poll_cost)
+    assert PollPolicy.efficient().poll_cost > PollPolicy().poll_cost
 
 
 def test_interactive_polls_faster_and_aims_closer() -> None:
-    """The interactive preset looks sooner, more often and aims nearer the end than efficient()."""
-    ui, worker = PollPolicy.interactive(), PollPolicy.efficient()
+    """The interactive preset looks sooner, more often and values a poll less than the default."""
+    ui, worker = PollPolicy.interactive(), PollPolicy()
     assert ui.initial_delay < 1 < worker.initial_delay
     assert ui.progress_max_delay <= 5
-    assert ui.end_window < worker.end_window
+    assert ui.poll_cost < worker.poll_cost
 
 
 def test_presets_take_changes() -> None:
@@ -310,5 +316,6 @@ def test_presets_take_changes() -> None:
     policy = PollPolicy.efficient(timeout=60, stall_timeout=300)
     assert (policy.timeout, policy.stall_timeout, policy.progress_aware) == (60, 300, True)
     assert PollPolicy.interactive(jitter=0).jitter == 0
+    assert PollPolicy.backoff(initial_delay=1).poll_delay(2, rand=half) == 2.0
     with pytest.raises(InvalidArgumentError):
         PollPolicy.interactive(initial_delay=10)  # above the preset's max_delay

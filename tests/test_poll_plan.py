@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from koodrive_tasks import PollPlan, PollPolicy
 
 
-def test_progress_samples_stay_bounded_when_progress_goes_back() -> None:
-    """A task whose progress flips 49 <-> 50 for 10,000 polls keeps at most 101 samples."""
-    plan = PollPlan(PollPolicy(progress_aware=True, jitter=0))
-    for poll in range(10_000):
-        plan.observe(float(poll), True, 49 + poll % 2, rand=lambda: 0.5)
-    assert len(plan.samples) <= 101
-    assert [s.progress for s in plan.samples] == sorted({s.progress for s in plan.samples})
+def test_a_plan_keeps_a_few_numbers_however_long_the_wait() -> None:
+    """10,000 answers, progress rising and falling back, leave a plan of under 1 KiB that
+    keeps at most two samples (the first value seen and the newest)."""
+
+    def drive(plan: PollPlan) -> None:
+        for poll in range(10_000):
+            plan.observe(float(poll), True, (poll * 7) % 100, rand=lambda: 0.5)
+            assert len(plan.samples) <= 2
+
+    drive(PollPlan(PollPolicy(jitter=0)))  # whatever the first plan allocates once
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        plan = PollPlan(PollPolicy(jitter=0))
+        drive(plan)
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert plan.polls == 10_000
+    assert kept < 1024
+
+
+def test_a_plain_plan_keeps_only_the_first_sighting() -> None:
+    """Without progress_aware a plan keeps the first value seen processing and nothing else."""
+    plan = PollPlan(PollPolicy.backoff(jitter=0))
+    for poll in range(1_000):
+        plan.observe(float(poll), True, poll % 100, rand=lambda: 0.5)
+    assert len(plan.samples) == 1

@@ -8,11 +8,18 @@ from datetime import timedelta
 
 import pytest
 
-from koodrive_tasks import BearerToken, InvalidArgumentError, KooDriveClient, PollPolicy, TaskStatus
+from koodrive_tasks import (
+    BearerToken,
+    InvalidArgumentError,
+    KooDriveClient,
+    Limits,
+    PollPolicy,
+    TaskStatus,
+)
 from koodrive_tasks.emulator import Emulator, TaskScript
 from koodrive_tasks.testing import VirtualClock
 
-POLICY = PollPolicy(initial_delay=2, factor=2, max_delay=30, jitter=0, timeout=3600)
+POLICY = PollPolicy.backoff(initial_delay=2, factor=2, max_delay=30, jitter=0, timeout=3600)
 
 
 @pytest.fixture
@@ -46,8 +53,9 @@ async def test_checkpoint_then_resume_finishes_the_waits(
         token = first.checkpoint(waiters)
     document = json.loads(token)
     assert document["format"] == "koodrive-tasks/waits"
-    assert document["version"] == 1
+    assert document["version"] == 2
     assert {w["task_id"] for w in document["waits"]} == set(ids)
+    assert all(w["family"] == "share_task" for w in document["waits"])
     assert all(w["status"] == TaskStatus.PROCESSING for w in document["waits"])
     assert all(w["polls"] >= 1 for w in document["waits"])
     assert "KDS-SECRET" not in token
@@ -82,7 +90,7 @@ async def test_resumed_deadline_counts_time_spent_away(emu: Emulator, clock: Vir
 
 
 async def test_resumed_waits_spread_their_first_polls(emu: Emulator, clock: VirtualClock) -> None:
-    """200 resumed waits do not all poll at the same instant: their first polls spread over the backoff delay."""
+    """200 resumed waits do not all poll at the same instant, nor later than initial_delay."""
     ids = [emu.add_task(TaskScript(pending_s=0, duration_s=5000)) for _ in range(200)]
     states = [
         {
@@ -104,13 +112,19 @@ async def test_resumed_waits_spread_their_first_polls(emu: Emulator, clock: Virt
         }
     )
     sent: list[float] = []
-    async with connect(emu, clock, on_request=lambda e: sent.append(clock.monotonic())) as kd:
-        resumed = kd.resume(token, policy=PollPolicy(jitter=0))
+    async with connect(
+        emu,
+        clock,
+        on_request=lambda e: sent.append(clock.monotonic()),
+        limits=Limits(rate=None),  # the spread alone, not the rate limit's
+    ) as kd:
+        resumed = kd.resume(token, policy=PollPolicy.backoff(jitter=0))
         await kd.wait_many(resumed)
     first_polls = sorted(sent)[:200]
-    # poll_delay(4) = 2 * 2**3 = 16 s: the first polls spread over it, not at t=0
-    assert first_polls[-1] - first_polls[0] > 8
-    assert sum(1 for t in first_polls if t < 1) < 40
+    # Spread over the delay reached (poll_delay(4) = 2 * 2**3 = 16 s), capped at
+    # initial_delay (2 s) so that resumed waits are polled promptly: not all at t=0.
+    assert 1.2 < first_polls[-1] - first_polls[0] <= 2.0
+    assert sum(1 for t in first_polls if t < 0.2) < 40
 
 
 @pytest.mark.parametrize(
@@ -182,10 +196,28 @@ async def test_resumed_waits_spread_their_first_polls(emu: Emulator, clock: Virt
                 ],
             }
         ),
+        *(
+            json.dumps(
+                {
+                    "format": "koodrive-tasks/waits",
+                    "version": 2,
+                    "saved_at": "2026-11-29T12:00:00+00:00",
+                    "waits": [{**wait, "status": 1, "progress": 1, "polls": 1}],
+                }
+            )
+            for wait in (
+                {"share_id": "s", "task_id": "t"},  # version 2 names the family
+                {"family": "batch", "job_id": "1"},
+                {"family": "job"},
+                {"family": "job", "job_id": "a/b"},
+                {"family": "job", "job_id": 12},
+                {"family": "share_task", "job_id": "1"},
+            )
+        ),
     ],
 )
 async def test_bad_tokens_are_refused(token: str, client: KooDriveClient) -> None:
-    """Anything but a well-formed version-1 token raises InvalidArgumentError."""
+    """Anything but a well-formed version-1 or version-2 token raises InvalidArgumentError."""
     with pytest.raises(InvalidArgumentError, match="continuation token"):
         client.resume(token)
 

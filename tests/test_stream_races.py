@@ -13,7 +13,7 @@ from kd_fakes import BASE, DETAIL, PACKAGE_URL, TOKEN, MockKooDrive, shape_a, sh
 from koodrive_tasks import BearerToken, KooDriveClient, Limits, PollPolicy, WaitTimeoutError
 from koodrive_tasks.testing import VirtualClock
 
-STEADY = PollPolicy(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
+STEADY = PollPolicy.backoff(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
 
 
 def running() -> Any:

@@ -34,7 +34,7 @@ from koodrive_tasks import (
 )
 from koodrive_tasks.testing import VirtualClock
 
-STEADY = PollPolicy(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
+STEADY = PollPolicy.backoff(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
 
 
 def polls(mock: MockKooDrive) -> int:

@@ -224,7 +224,7 @@ async def test_timeout_none_waits_as_long_as_needed(
     mock: MockKooDrive, clock: VirtualClock
 ) -> None:
     """timeout=None disables the deadline."""
-    policy = PollPolicy(initial_delay=60, factor=1, max_delay=60, jitter=0, timeout=None)
+    policy = PollPolicy.backoff(initial_delay=60, factor=1, max_delay=60, jitter=0, timeout=None)
     for _ in range(200):
         mock.detail(payload=shape_a(1, 1))
     mock.detail(payload=shape_a(2, 100, result=1, url=PACKAGE_URL))
@@ -396,7 +396,7 @@ def _token() -> object:
 __all__ = ["FAST"]
 
 
-STEADY = PollPolicy(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
+STEADY = PollPolicy.backoff(initial_delay=10, factor=1, max_delay=10, jitter=0, timeout=1000)
 
 
 def running_at_10(clock: VirtualClock) -> Any:

@@ -1,6 +1,7 @@
-"""``koodrive-tasks``: wait for, watch and create KooDrive share tasks; run the emulator.
+"""``koodrive-tasks``: wait for, watch and create KooDrive share tasks and batch jobs; run the emulator.
 
-Exit codes (``wait``, ``watch``, ``create --wait``, ``demo``; the worst task decides):
+Exit codes (``wait``, ``watch``, ``create --wait``, ``jobs wait``, ``jobs create --wait``,
+``jobs cancel``, ``demo``; the worst task or job decides):
 
 ===  ==================================================================
 0    completed, every file succeeded

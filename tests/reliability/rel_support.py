@@ -59,7 +59,7 @@ def client_for(
     return KooDriveClient(emu.url, auth=auth, **options)
 
 
-QUICK = PollPolicy(
+QUICK = PollPolicy.backoff(
     initial_delay=1.0,
     factor=1.5,
     max_delay=20.0,
@@ -68,7 +68,7 @@ QUICK = PollPolicy(
     retry_initial_delay=0.5,
     retry_max_delay=10.0,
 )
-"""A polling policy for virtual-time tests: the real defaults, shorter ceilings."""
+"""A polling policy for virtual-time tests: plain backoff with shorter ceilings."""
 
 
 def other_tasks() -> set[asyncio.Task[Any]]:
@@ -152,3 +152,63 @@ class RawServer:
         assert self.server is not None
         host, port = self.server.sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
+
+
+DETAIL_PATH = "/koodrive/ose/v1/share/taskDetail"
+
+
+class WebServer:
+    """An ``aiohttp.web`` server on loopback answering every route with ``handler``.
+
+    ``async with WebServer(handler) as server:`` then point a client at ``server.url``.
+    """
+
+    def __init__(self, handler: Any) -> None:
+        self.handler = handler
+        self._runner: Any = None
+        self.url = ""
+
+    async def __aenter__(self) -> WebServer:
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handler)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._runner.cleanup()
+
+
+class LagMonitor:
+    """Measures how long the event loop went without running a 1 ms ticker (its lag).
+
+    ``async with LagMonitor() as lag: ...`` then ``lag.worst`` is the longest delay, in
+    seconds, past the ticker's due time while the block ran.
+    """
+
+    def __init__(self, interval: float = 0.001) -> None:
+        self.interval = interval
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            due = loop.time() + self.interval
+            await asyncio.sleep(self.interval)
+            self.worst = max(self.worst, loop.time() - due)
+
+    async def __aenter__(self) -> LagMonitor:
+        self._task = asyncio.ensure_future(self._tick())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)

@@ -108,7 +108,7 @@ async def test_retry_after_a_day_does_not_outlive_the_deadline(
     url, hits, retry_after = throttling_server
     clock = VirtualClock()
     timeout = 600.0
-    policy = PollPolicy(timeout=timeout, retry_after_max=120.0)
+    policy = PollPolicy.backoff(timeout=timeout, retry_after_max=120.0)
     async with KooDriveClient(
         url, auth=BearerToken(TOKEN), allow_insecure_urls=True, clock=clock, policy=policy
     ) as kd:

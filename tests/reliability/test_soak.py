@@ -64,7 +64,7 @@ MIX = (
     Fault.malformed_json(),
     Fault.truncated_json(),
 )
-POLICY = PollPolicy(
+POLICY = PollPolicy.backoff(
     initial_delay=2.0,
     factor=1.5,
     max_delay=30.0,

@@ -20,7 +20,7 @@ from koodrive_tasks.emulator import Emulator, TaskScript
 APPS = ("aiohttp_app", "fastapi_app")
 # Seconds, real: a task that a test can watch from start to end in about 1.5 s.
 FAST_SCRIPT = TaskScript(pending_s=0.2, duration_s=1.2)
-FAST_POLICY = PollPolicy(initial_delay=0.2, factor=1.3, max_delay=1.0, jitter=0.0)
+FAST_POLICY = PollPolicy.backoff(initial_delay=0.2, factor=1.3, max_delay=1.0, jitter=0.0)
 
 
 @dataclass

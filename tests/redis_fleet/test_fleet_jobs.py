@@ -1,0 +1,78 @@
+"""Batch jobs in fleet mode: clients of one coordinator namespace share a job's polls."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from koodrive_tasks import BearerToken, CopyJob, JobInfo, JobType, KooDriveClient, PollPolicy
+from koodrive_tasks.emulator import Emulator, TaskScript
+from koodrive_tasks.fleet import RedisCoordinator
+
+QUICK = PollPolicy(initial_delay=0.2, factor=1.5, max_delay=0.5, jitter=0.1, timeout=30)
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(seed=3) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def make_client(
+    emu: Emulator, make_coordinator: Callable[..., RedisCoordinator]
+) -> Callable[..., KooDriveClient]:
+    def make(**kwargs: Any) -> KooDriveClient:
+        return KooDriveClient(
+            emu.url,
+            auth=BearerToken(emu.token),
+            allow_insecure_urls=True,
+            policy=QUICK,
+            coordinator=make_coordinator(lease_ttl=0.5),
+            **kwargs,
+        )
+
+    return make
+
+
+async def test_two_clients_share_a_jobs_polls_and_its_fields(
+    emu: Emulator, make_client: Callable[..., KooDriveClient]
+) -> None:
+    """Both waits get the final JobInfo with the job's fields; the job is polled about as by one."""
+    job_id = emu.add_job(TaskScript(pending_s=0, duration_s=2.0), file_ids=["a", "b"])
+    async with make_client() as a, make_client() as b:
+        infos = await asyncio.gather(a.wait_for_job(job_id), b.wait_for_job(job_id))
+    polls = emu.stats.polls[job_id]
+    alone = emu.add_job(TaskScript(pending_s=0, duration_s=2.0), file_ids=["a", "b"])
+    before = emu.stats.detail_polls
+    async with make_client() as c:
+        await c.wait_for_job(alone)
+    single = emu.stats.detail_polls - before
+    assert polls <= single * 1.3 + 2, (polls, single)
+    for info in infos:
+        assert isinstance(info, JobInfo)
+        assert (info.job_type, info.content_num, len(info.files)) == (JobType.COPY, 2, 2)
+        assert info.task_type is None
+
+
+async def test_a_late_joiner_hears_a_job_it_does_not_poll(
+    emu: Emulator, make_client: Callable[..., KooDriveClient]
+) -> None:
+    """A second client joining a job the first one polls gets a JobInfo without polling."""
+    async with make_client() as a, make_client() as b:
+        job_id = emu.add_job(TaskScript(pending_s=0, duration_s=20.0))
+        first = a.wait_for_job(job_id)
+        async for update in first:
+            if update.progress >= 5:
+                break
+        polls_before = emu.stats.polls[job_id]
+        update = await asyncio.wait_for(b.wait_for_job(job_id).__anext__(), 2)
+        assert update.progress >= 5
+        assert isinstance(update.info, JobInfo)
+        assert update.info.job_type is JobType.COPY
+        assert emu.stats.polls[job_id] - polls_before <= 2
+        created = await b.create_job(CopyJob("x", container_id="c"))
+        assert (await b.get_job(created)).job_id == created
