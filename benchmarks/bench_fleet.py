@@ -51,7 +51,15 @@ from fleet_emulator import SHARE_ID, EmulatorProcess, Entry, per_window, polls_o
 from redis_server import RedisServer, server_binary
 
 LEASE_TTL = 5.0
-POLICY = {"initial_delay": 2.0, "factor": 1.5, "max_delay": 30.0, "jitter": 0.1, "timeout": None}
+# The plain schedule: its demand is known (progress-aware polling would poll long tasks less).
+POLICY = {
+    "initial_delay": 2.0,
+    "factor": 1.5,
+    "max_delay": 30.0,
+    "jitter": 0.1,
+    "timeout": None,
+    "progress_aware": False,
+}
 PAUSE = 2.0
 
 

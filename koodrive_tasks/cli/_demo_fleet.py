@@ -272,6 +272,7 @@ async def run_fleet_demo(
                     "factor": 1.5,
                     "max_delay": 4 * time_scale,
                     "timeout": 300 * time_scale + 60,
+                    "progress_aware": False,  # the plain schedule: the limit shows at first
                 },
             }
             for index in range(workers):

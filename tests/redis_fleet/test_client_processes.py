@@ -19,7 +19,14 @@ from redis_server import RedisServer
 
 MakeServer = Callable[..., RedisServer]
 
-QUICK = {"initial_delay": 0.2, "factor": 1.5, "max_delay": 0.5, "jitter": 0.1, "timeout": None}
+QUICK = {
+    "initial_delay": 0.2,
+    "factor": 1.5,
+    "max_delay": 0.5,
+    "jitter": 0.1,
+    "timeout": None,
+    "progress_aware": False,
+}
 LEASE_TTL = 0.5
 
 
