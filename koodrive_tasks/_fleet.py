@@ -150,6 +150,10 @@ class Coordinator(Protocol):
         """Give up a lease of ours."""
         ...
 
+    async def release_many(self, task_keys: list[str]) -> int:
+        """Give up leases of ours."""
+        ...
+
     async def publish(
         self, task_key: str, payload: bytes, *, final: bool, hold_for: float | None = None
     ) -> bool:
@@ -307,6 +311,7 @@ class Sharing:
         self._margin = min(request_timeout, _REQUEST_MARGIN)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._joining: list[tuple[PollStream, float | None]] = []
+        self._releasing: list[str] = []
         self._holder_of: dict[PollStream, str] = {}  # listening streams: who polls their task
         self._listeners: dict[str, set[PollStream]] = {}  # the same, by holder
         # Polling streams: their last claim, and the change nobody listened to yet
@@ -464,7 +469,14 @@ class Sharing:
         self._coordinator.unsubscribe(key)
         ended = stream.latest is not None and stream.latest.is_terminal
         if stream.holds_lease and not ended:
-            self._spawn(self._coordinator.release(key))
+            # Streams leave together when a client closes: one round trip per 500.
+            self._releasing.append(key)
+            if len(self._releasing) == 1:
+                self._spawn(self._release())
+
+    async def _release(self) -> None:
+        keys, self._releasing = self._releasing, []
+        await self._coordinator.release_many(keys)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -18,8 +18,8 @@ What lives in Redis (all keys of a namespace share one hash tag, all carry a TTL
   the next claimant at once, and every process hears of it within half a second: a dead
   process's tasks are taken over about ``lease_ttl`` after it died, however far away
   its next polls were.
-- the channel ``kdt:{ns}:events``: task updates, releases and pauses, read by every
-  process on its one pub/sub connection.
+- the channel ``kdt:{ns}:events``: task updates, releases, new listeners and pauses,
+  read by every process on its one pub/sub connection.
 
 Everything else (in-flight places, deadlines, policies, waiters, retries, statistics)
 stays in each process. When Redis is unreachable or failing the coordinator warns once,
@@ -112,12 +112,13 @@ class RedisCoordinator:
         namespace: Separates fleets on one server. Default: derived by
             :meth:`use_identity` from an app id or user id (a hash, never a secret),
             else ``"default"``. Every process of one fleet must use the same.
-        lease_ttl: Seconds a task's lease outlives its holder's announced next poll:
-            after a holder dies, another process takes the task over at most this
-            long after the poll it missed.
+        lease_ttl: Seconds after its last heartbeat a process counts as dead (it died,
+            or lost Redis): the others then take its tasks over (they hear of it within
+            half a second). A task's lease also outlives its holder's announced next
+            poll by this much.
         fallback_rate: Requests per second this process may send while Redis is
             unreachable. ``None``: the fleet's rate divided by the number of processes
-            seen on the fleet channel when Redis last answered (1 if it never did).
+            alive (their heartbeats) when Redis last answered (1 if it never did).
         final_ttl: Seconds a task's final observation stays readable for late joiners.
         max_connections: Size of the connection pool built from a URL, the pub/sub
             connection included; a caller waits for a free connection when all are busy.
@@ -442,6 +443,41 @@ class RedisCoordinator:
             return False
         return bool(gone)
 
+    async def release_many(self, task_keys: list[str]) -> int:
+        """:meth:`release` of many tasks: one round trip per 500 (a process stopping).
+
+        Returns:
+            How many leases of ours were removed in Redis.
+        """
+        tids = [task_id(key) for key in task_keys]
+        names = self._start()[0]
+        self._held.difference_update(tids)
+        if not self._health.healthy or not tids:
+            self.stats.local_decisions += bool(tids)
+            return 0
+        gone = 0
+        try:
+            for start in range(0, len(tids), STORED_PER_ROUND_TRIP):
+                gone += await bounded(
+                    self._release_pipeline(names, tids[start : start + STORED_PER_ROUND_TRIP]),
+                    self._timeout,
+                )
+                self.stats.round_trips += 1
+        except Exception as error:  # noqa: BLE001
+            self._health.fail(error)
+        return gone
+
+    async def _release_pipeline(self, names: Names, tids: list[str]) -> int:
+        # EVAL, not EVALSHA: the release script is a few lines, and a pipeline cannot
+        # fall back per command when the server lost its script cache.
+        async with self._client.pipeline(transaction=False) as pipe:
+            for tid in tids:
+                message = release_message(self.origin, tid)
+                pipe.eval(
+                    scripts.RELEASE.source, 1, names.lease(tid), self.origin, names.channel, message
+                )
+            return sum(int(gone) for gone in await pipe.execute())
+
     async def publish(
         self, task_key: str, payload: bytes, *, final: bool, hold_for: float | None = None
     ) -> bool:
@@ -562,7 +598,10 @@ class RedisCoordinator:
                         self._held.add(tid)
                     updates.append(update)
         except Exception as error:  # noqa: BLE001
-            self._health.fail(error)
+            # A bulk call may be slow on a busy machine without Redis being down: the
+            # tasks not read are then claimed one by one, as any task nobody holds.
+            if not (isinstance(error, TimeoutError) and await self._health.answers()):
+                self._health.fail(error)
             return updates + [None] * (len(tids) - len(updates))
         return updates
 
