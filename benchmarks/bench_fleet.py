@@ -61,6 +61,9 @@ POLICY = {
     "progress_aware": False,
 }
 PAUSE = 2.0
+# Eight processes starting 10,000 waits each keep two cores busy for seconds: with the
+# default 1 s, calls made meanwhile time out and each process falls back for a second.
+COMMAND_TIMEOUT = 2.0
 STARTUP = 15.0  # seconds the processes may take to start waiting on every task
 
 
@@ -74,6 +77,7 @@ def _settings(
         "redis": url,
         "namespace": f"bench-{time.time_ns()}",
         "lease_ttl": LEASE_TTL,
+        "command_timeout": COMMAND_TIMEOUT,
         "rate": rate,
         "burst": burst,
         "max_in_flight": 64,
