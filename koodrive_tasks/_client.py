@@ -63,6 +63,7 @@ _E = TypeVar("_E", bound=enum.IntEnum)
 _T = TypeVar("_T")
 _DEFAULT_ATTEMPTS = 4
 _KEPT_REQUESTS = 256
+_CLOSE_STEP = 256  # streams ended per loop step by close()
 MAX_JOB_PAGE = 100
 """The most jobs one page of ``list_jobs`` may ask for (the API's ``limit``)."""
 
@@ -260,10 +261,19 @@ class KooDriveClient:
             return
         self._requests.clear()  # they may hold kdstokens
         error = ClientClosedError("this KooDriveClient was closed while the wait was running")
+        self._limiter.close(error)  # nothing is admitted from here on
+        cancelled: list[asyncio.Task[TaskInfo]] = []
+        try:
+            # In steps, the loop running between them: ending a hundred thousand waits
+            # (and telling their batches) at once would hold it for seconds.
+            more = self._streams.close(error, cancelled, _CLOSE_STEP)
+            while more:
+                await asyncio.sleep(0)
+                more = self._streams.close(error, cancelled, _CLOSE_STEP)
+        finally:
+            self._streams.close(error, cancelled)  # cancelled meanwhile: the rest at once
         for batch in list(self._batches):
-            batch.end(error)
-        cancelled = self._streams.close(error)
-        self._limiter.close(error)
+            batch.end(error)  # what is left: waits not started yet
         await self._transport.close()
         if cancelled:
             await asyncio.gather(*cancelled, return_exceptions=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import math
 import random
@@ -693,19 +694,26 @@ class PollStreams:
         if self._streams.get(stream.ref) is stream:
             del self._streams[stream.ref]
 
-    def close(self, error: KooDriveError) -> list[asyncio.Task[TaskInfo]]:
-        """The client closes: every live stream ends with ``error``.
+    def close(
+        self,
+        error: KooDriveError,
+        cancelled: list[asyncio.Task[TaskInfo]],
+        limit: int | None = None,
+    ) -> bool:
+        """The client closes: end live streams with ``error``, at most ``limit`` of them.
+
+        From the first call on, a wait that starts ends at once with ``error``. The
+        requests it cancels are added to ``cancelled``, for the caller to await.
 
         Returns:
-            The requests cancelled, for the caller to await.
+            Whether live streams are left (call again).
         """
         self._closed = error
-        cancelled = []
-        for stream in list(self._streams.values()):
-            request = stream.fail(error)
+        for stream in list(itertools.islice(self._streams.values(), limit)):
+            request = stream.fail(error)  # it leaves self._streams
             if request is not None:
                 cancelled.append(request)
-        return cancelled
+        return bool(self._streams)
 
 
 def _rank(info: TaskInfo) -> tuple[int, int]:
