@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import aiohttp
 import attrs
@@ -341,16 +341,12 @@ class Transport:
                 except KooDriveError as failure:
                     error = failure
             if error is not None:
-                # None of our errors needs a context, and one would reach aiohttp's error
-                # (its request_info holds the Authorization header): on Python 3.10 a
-                # coroutine's raise can pick up an exception its caller was handling.
-                error.__context__ = None
                 self._account(error)  # a 429 pauses the gate before this turn is given back
             if slot is not None:
                 slot.release()
             if error is not None:
                 self._observe(request.operation, status, started, trace_id, error)
-                raise error
+                _raise_alone(error)
             if self._on_request is not None:  # the event is only built for a hook
                 self._observe(request.operation, status, started, trace_id, None)
             return result
@@ -696,6 +692,21 @@ class Transport:
                 logger.info("retrying in %.2f s after %s", delay, type(error).__name__)
             await self.clock.sleep(delay)
             attempt += 1
+
+
+def _raise_alone(error: KooDriveError) -> NoReturn:
+    """Raise ``error`` with no ``__context__``.
+
+    None of our errors needs one, and one would reach aiohttp's error, whose request_info
+    holds the Authorization header. On Python 3.10 a raise in a step that asyncio's
+    pure-Python Task resumed with ``throw()`` (pytest-asyncio's runner does) takes the
+    exception that step handles as its context, this raise included: it is cleared once
+    raised, while the error propagates.
+    """
+    try:
+        raise error
+    finally:
+        error.__context__ = None
 
 
 def _other_loop(error: RuntimeError) -> bool:
