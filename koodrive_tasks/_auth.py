@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
@@ -67,7 +68,11 @@ class BearerToken:
             raise InvalidArgumentError(
                 f"token must be a string or an async callable, got {type(token).__name__}"
             )
-        self._lock = asyncio.Lock()
+        # asyncio.Lock binds to the loop it is first contended in: one per loop, so that a
+        # token shared by clients of successive asyncio.run() calls still works.
+        self._locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._seen: list[str] = [] if self._token is None else [self._token]
         self._header: dict[str, str] = {}  # callers merge it into their own headers
         self._header_token: str | None = None
@@ -76,6 +81,14 @@ class BearerToken:
         if self._provider is None:
             return "BearerToken(<redacted>)"
         return f"BearerToken(provider={self._provider_name})"
+
+    def _lock(self) -> asyncio.Lock:
+        """The running event loop's lock around fetching a token."""
+        loop = asyncio.get_running_loop()
+        lock = self._locks.get(loop)
+        if lock is None:
+            lock = self._locks[loop] = asyncio.Lock()
+        return lock
 
     @property
     def _provider_name(self) -> str:
@@ -135,7 +148,7 @@ class BearerToken:
         """The bearer header, fetching a token from the provider on first use."""
         token = self._token
         if token is None:
-            async with self._lock:
+            async with self._lock():
                 if self._token is None:
                     self._token = await self._fetch()
                 token = self._token
@@ -148,7 +161,7 @@ class BearerToken:
         """Fetch a new token unless another request already did; False without a provider."""
         if self._provider is None:
             return False
-        async with self._lock:
+        async with self._lock():
             if rejected.get("Authorization") == f"Bearer {self._token}":
                 self._token = await self._fetch()
         return True

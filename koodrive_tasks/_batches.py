@@ -9,7 +9,6 @@ and may take more waits while it runs: that is the work pool, :class:`WorkPool`.
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
@@ -67,6 +66,8 @@ class TaskBatch:
         self._filling = False
         self._closed = False  # aclose() was called: nothing more comes
         self._ended: KooDriveError | None = None
+        # Every wait is given this one bound method as its listener, not one of its own.
+        self._on_change: Callable[[Wait], None] = self._changed
         self.outcomes: dict[Ref, TaskOutcome] = {}
         for wait in waits:
             self._add(wait)
@@ -182,7 +183,7 @@ class TaskBatch:
                 elif wait.final is not None and self._updates:
                     self._push((wait.ref, ProgressUpdate.of(wait.final)))  # awaited before
                 elif not wait.done:
-                    wait.join(functools.partial(self._changed, wait))
+                    wait.join(self._on_change)
                 self._changed(wait)  # a late joiner may hold an observation; a done wait, its end
         finally:
             self._filling = False

@@ -63,6 +63,8 @@ _E = TypeVar("_E", bound=enum.IntEnum)
 _T = TypeVar("_T")
 _DEFAULT_ATTEMPTS = 4
 _KEPT_REQUESTS = 256
+_CLOSE_STEP = 256  # streams ended per loop step by close()
+_MAKE_STEP = 1024  # waits made per loop step by wait_many()
 MAX_JOB_PAGE = 100
 """The most jobs one page of ``list_jobs`` may ask for (the API's ``limit``)."""
 
@@ -260,10 +262,19 @@ class KooDriveClient:
             return
         self._requests.clear()  # they may hold kdstokens
         error = ClientClosedError("this KooDriveClient was closed while the wait was running")
+        self._limiter.close(error)  # nothing is admitted from here on
+        cancelled: list[asyncio.Task[TaskInfo]] = []
+        try:
+            # In steps, the loop running between them: ending a hundred thousand waits
+            # (and telling their batches) at once would hold it for seconds.
+            more = self._streams.close(error, cancelled, _CLOSE_STEP)
+            while more:
+                await asyncio.sleep(0)
+                more = self._streams.close(error, cancelled, _CLOSE_STEP)
+        finally:
+            self._streams.close(error, cancelled)  # cancelled meanwhile: the rest at once
         for batch in list(self._batches):
-            batch.end(error)
-        cancelled = self._streams.close(error)
-        self._limiter.close(error)
+            batch.end(error)  # what is left: waits not started yet
         await self._transport.close()
         if cancelled:
             await asyncio.gather(*cancelled, return_exceptions=True)
@@ -471,11 +482,12 @@ class KooDriveClient:
     ) -> TaskBatch:
         # The waits are made here, not when iteration starts: a bad id or kdstoken is an
         # InvalidArgumentError from this call, before any wait of the batch has begun.
-        if isinstance(tasks, (str, bytes)):
-            raise InvalidArgumentError(
-                "tasks must be an iterable of TaskRef, JobRef or (share_id, task_id)"
-            )
-        waits = [self._wait_for(task, timeout, policy) for task in tasks]
+        _check_iterable(tasks)
+        return self._batch_of(
+            kind, [self._wait_for(task, timeout, policy) for task in tasks], updates=updates
+        )
+
+    def _batch_of(self, kind: type[TaskBatch], waits: list[Wait], *, updates: bool) -> TaskBatch:
         batch = kind(waits, updates=updates)
         self._batches.add(batch)
         if self._transport.closed:
@@ -533,7 +545,15 @@ class KooDriveClient:
         aborts the others. Closing the client ends the call with ``ClientClosedError``
         outcomes for the tasks still running.
         """
-        return await self._batch(TaskBatch, tasks, timeout, policy, updates=False).results()
+        # A coroutine can make its waits in steps, the loop running between them: a
+        # hundred thousand made at once would hold it for most of a second.
+        _check_iterable(tasks)
+        waits: list[Wait] = []
+        for task in tasks:
+            waits.append(self._wait_for(task, timeout, policy))
+            if len(waits) % _MAKE_STEP == 0:
+                await asyncio.sleep(0)
+        return await self._batch_of(TaskBatch, waits, updates=False).results()
 
     def pool(
         self,
@@ -813,6 +833,13 @@ class KooDriveClient:
 def _ignore_subject(parse: Callable[[object], _T]) -> Callable[[object, str], _T]:
     """A ``Request.parse`` for a request whose answer does not depend on its subject."""
     return lambda payload, _subject: parse(payload)
+
+
+def _check_iterable(tasks: object) -> None:
+    if isinstance(tasks, (str, bytes)):
+        raise InvalidArgumentError(
+            "tasks must be an iterable of TaskRef, JobRef or (share_id, task_id)"
+        )
 
 
 def _retryable(error: KooDriveError) -> bool:

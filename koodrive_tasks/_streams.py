@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import logging
 import math
 import random
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Timer, call_later, reading
 from ._families import task_kind
@@ -48,17 +49,20 @@ class DeadlineReached(Exception):  # noqa: N818 - a signal inside the package, n
 class Subscriber:
     """One wait's place in a stream: its deadline and the observations it has not taken.
 
-    It is told of news by ``listener`` when it has one (a batch), else by resolving
-    ``wakeup`` while a coroutine awaits :meth:`PollStream.next`. A subscriber with
-    neither is not listening now (an ``async for`` consumer busy elsewhere).
+    A wait *is* its subscriber (it subclasses this), so that a hundred thousand waits
+    cost one object each here, not two. It is told of news by ``listener`` when it has
+    one (a batch's, called with the subscriber), else by resolving ``wakeup`` while a
+    coroutine awaits :meth:`PollStream.next`. A subscriber with neither is not
+    listening now (an ``async for`` consumer busy elsewhere).
     """
 
     __slots__ = ("deadline", "expired", "listener", "pending", "wakeup")
 
-    def __init__(self, deadline: float | None, listener: Callable[[], None] | None) -> None:
-        self.deadline = deadline
-        self.listener = listener
-        self.pending: list[TaskInfo] = []  # one or two items at most between takes
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+        self.listener: Callable[[Any], None] | None = None
+        # Observations not taken yet: none most of the time, one or two at most.
+        self.pending: list[TaskInfo] | None = None
         self.wakeup: asyncio.Future[None] | None = None
         self.expired = False
 
@@ -68,9 +72,15 @@ class Subscriber:
 
     def wake(self) -> None:
         if self.listener is not None:
-            self.listener()
+            self.listener(self)
         elif self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)
+
+    def push(self, info: TaskInfo) -> None:
+        if self.pending is None:
+            self.pending = [info]
+        else:
+            self.pending.append(info)
 
 
 class State(enum.Enum):
@@ -99,7 +109,6 @@ class PollStream:
         "failures",
         "fatal",
         "holds_lease",
-        "kind",
         "last_delay",
         "last_error",
         "latest",
@@ -127,11 +136,9 @@ class PollStream:
         transport: Transport,
         policy: PollPolicy,
         plan: PollPlan,
-        kind: TaskKind | None = None,
     ) -> None:
         self._registry = registry
         self.ref = ref
-        self.kind = kind  # what its duration is learned by, once known
         self._request = request  # built once, sent every poll
         self._transport = transport
         self.policy = policy
@@ -191,18 +198,16 @@ class PollStream:
 
     # --- subscribers -------------------------------------------------------------------
 
-    def subscribe(
-        self, deadline: float | None, listener: Callable[[], None] | None = None
-    ) -> Subscriber:
-        sub = Subscriber(deadline, listener)
-        if self.latest is not None:
-            sub.pending.append(self.latest)  # a late joiner's first observation
+    def subscribe(self, sub: Subscriber) -> None:
+        """``sub`` joins, with its ``deadline`` and ``listener`` set."""
+        sub.pending = None if self.latest is None else [self.latest]  # a late joiner's first
+        sub.wakeup = None
+        sub.expired = False
         self.subscribers.append(sub)
-        if deadline is not None and deadline < self.deadline_at:
+        if sub.deadline is not None and sub.deadline < self.deadline_at:
             self._arm_deadline()
-        if listener is not None:
+        if sub.listener is not None:
             self._resume()
-        return sub
 
     def unsubscribe(self, sub: Subscriber) -> asyncio.Task[TaskInfo] | None:
         """``sub`` leaves; the last one to leave closes the stream.
@@ -211,6 +216,7 @@ class PollStream:
             The request this cancelled, if any, for a caller that wants to await its end.
         """
         sub.listener = None
+        sub.pending = None
         if sub in self.subscribers:
             self.subscribers.remove(sub)
         if not self.subscribers:
@@ -224,8 +230,12 @@ class PollStream:
             DeadlineReached: When ``sub``'s deadline has passed.
             KooDriveError: A non-retryable error met by the stream.
         """
-        if sub.pending:
-            return sub.pending.pop(0)
+        pending = sub.pending
+        if pending:
+            info = pending.pop(0)
+            if not pending:
+                sub.pending = None
+            return info
         if self.crash is not None:
             raise self.crash
         if self.fatal is not None:
@@ -461,14 +471,14 @@ class PollStream:
         now = self._transport.clock.monotonic()
         durations = self._registry.durations
         if durations is not None:
-            if self.kind is None:  # the first answer says what kind of task it is
-                self.kind = task_kind(info)
-                if self.plan.expected is None:
-                    self.plan.expected = durations.expect(self.kind)
+            # What a task's duration is learned by (its kind) is read from its answers
+            # when needed, not kept: the first says what to expect, the last teaches.
+            if self.latest is None and self.plan.expected is None:
+                self.plan.expected = durations.expect(task_kind(info))
             if info.status is TaskStatus.COMPLETED:
                 seconds = self.plan.observed_duration(now)
                 if seconds is not None:
-                    durations.learn(self.kind, seconds)
+                    durations.learn(task_kind(info), seconds)
         delay = 0.0
         if not info.is_terminal:
             self.seen_running_at = now
@@ -501,7 +511,7 @@ class PollStream:
             self.changed_at = now
             logger.debug("task %s: %s, %d %%", self.task_id, info.status.name, info.progress)
             for sub in self.subscribers:
-                sub.pending.append(info)
+                sub.push(info)
             self._wake_all()
         return changed
 
@@ -651,14 +661,9 @@ class PollStreams:
         self._created[ref] = (at, kind)
 
     def subscribe(
-        self,
-        ref: Ref,
-        policy: PollPolicy,
-        deadline: float | None,
-        resume_polls: int | None = None,
-        listener: Callable[[], None] | None = None,
-    ) -> tuple[PollStream, Subscriber]:
-        """Join the task's stream, starting one if none is live.
+        self, sub: Subscriber, ref: Ref, policy: PollPolicy, resume_polls: int | None = None
+    ) -> PollStream:
+        """``sub`` joins the task's stream, starting one if none is live.
 
         The first wait's policy drives a shared stream. A stream started for a resumed
         wait continues its backoff and spreads its first poll over the delay it had
@@ -672,7 +677,7 @@ class PollStreams:
             if kind is not None and self.durations is not None:
                 expected = self.durations.expect(kind)
             plan = PollPlan(policy, created_at=created_at, expected=expected)
-            stream = PollStream(self, ref, self._detail_request(ref), transport, policy, plan, kind)
+            stream = PollStream(self, ref, self._detail_request(ref), transport, policy, plan)
             if self._closed is not None or transport.closed:
                 # A wait that starts after close() (made before it, or after): the gate
                 # admits nothing any more, so a stream would queue until the deadline, or
@@ -681,7 +686,8 @@ class PollStreams:
                     self._closed
                     or ClientClosedError("this KooDriveClient is closed; create a new one")
                 )
-                return stream, stream.subscribe(deadline, listener)
+                stream.subscribe(sub)
+                return stream
             self._streams[ref] = stream
             now = transport.clock.monotonic()
             if resume_polls:
@@ -696,25 +702,33 @@ class PollStreams:
                 self.sharing.joined(stream, first_poll_at)  # it starts the stream
             else:
                 stream.start(first_poll_at)
-        return stream, stream.subscribe(deadline, listener)
+        stream.subscribe(sub)
+        return stream
 
     def discard(self, stream: PollStream) -> None:
         if self._streams.get(stream.ref) is stream:
             del self._streams[stream.ref]
 
-    def close(self, error: KooDriveError) -> list[asyncio.Task[TaskInfo]]:
-        """The client closes: every live stream ends with ``error``.
+    def close(
+        self,
+        error: KooDriveError,
+        cancelled: list[asyncio.Task[TaskInfo]],
+        limit: int | None = None,
+    ) -> bool:
+        """The client closes: end live streams with ``error``, at most ``limit`` of them.
+
+        From the first call on, a wait that starts ends at once with ``error``. The
+        requests it cancels are added to ``cancelled``, for the caller to await.
 
         Returns:
-            The requests cancelled, for the caller to await.
+            Whether live streams are left (call again).
         """
         self._closed = error
-        cancelled = []
-        for stream in list(self._streams.values()):
-            request = stream.fail(error)
+        for stream in list(itertools.islice(self._streams.values(), limit)):
+            request = stream.fail(error)  # it leaves self._streams
             if request is not None:
                 cancelled.append(request)
-        return cancelled
+        return bool(self._streams)
 
 
 def _rank(info: TaskInfo) -> tuple[int, int]:

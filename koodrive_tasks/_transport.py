@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 import aiohttp
 import attrs
@@ -341,16 +341,12 @@ class Transport:
                 except KooDriveError as failure:
                     error = failure
             if error is not None:
-                # None of our errors needs a context, and one would reach aiohttp's error
-                # (its request_info holds the Authorization header): on Python 3.10 a
-                # coroutine's raise can pick up an exception its caller was handling.
-                error.__context__ = None
                 self._account(error)  # a 429 pauses the gate before this turn is given back
             if slot is not None:
                 slot.release()
             if error is not None:
                 self._observe(request.operation, status, started, trace_id, error)
-                raise error
+                _raise_alone(error)
             if self._on_request is not None:  # the event is only built for a hook
                 self._observe(request.operation, status, started, trace_id, None)
             return result
@@ -424,15 +420,26 @@ class Transport:
                 f"{request.operation}: the connection failed ({type(error).__name__}, trace id {trace_id})",
                 trace_id=trace_id,
             )
-        except RuntimeError:
-            # aiohttp's bare "Session is closed": a session passed in was closed by its
-            # owner while this client still used it. Not retryable: it stays closed.
-            if not session.closed:
+        except RuntimeError as error:
+            if _other_loop(error):
+                # This loop runs, so a closed loop (or a future of another one) is the
+                # session's: it was made in an earlier asyncio.run. aiohttp offers no
+                # public way to ask a session for its loop beforehand.
+                failure = EventLoopMismatchError(
+                    f"{request.operation}: the aiohttp.ClientSession passed to this "
+                    "KooDriveClient belongs to another event loop (an earlier asyncio.run?): "
+                    "create the client inside the loop that uses it, and its session with it"
+                )
+            elif not session.closed:
                 raise
-            failure = ClientClosedError(
-                f"{request.operation}: the aiohttp.ClientSession passed to this KooDriveClient "
-                "was closed; close the client before its session, or pass an open one"
-            )
+            else:
+                # aiohttp's bare "Session is closed": a session passed in was closed by its
+                # owner while this client still used it. Not retryable: it stays closed.
+                failure = ClientClosedError(
+                    f"{request.operation}: the aiohttp.ClientSession passed to this "
+                    "KooDriveClient was closed; close the client before its session, or pass "
+                    "an open one"
+                )
         finally:
             self._watchdog.done(cutoff)
         raise failure
@@ -666,13 +673,17 @@ class Transport:
     ) -> _T:
         """``request``, tried up to ``attempts`` times while ``may_retry`` says so.
 
-        Each attempt is bounded by ``request_timeout``; between attempts the retry
-        backoff sleeps on the client's clock.
+        Each attempt, its wait for a turn at the gate included, is bounded by
+        ``request_timeout``: a caller behind ``max_in_flight``, the rate or a throttling
+        pause hears back in time too. Between attempts the retry backoff sleeps on the
+        client's clock.
         """
         attempt = 1
         while True:
             try:
-                return await self.send(request)
+                return await self.send(
+                    request, deadline=self.clock.monotonic() + self.request_timeout
+                )
             except KooDriveError as error:
                 if attempt >= self._attempts or not may_retry(error):
                     raise
@@ -681,6 +692,31 @@ class Transport:
                 logger.info("retrying in %.2f s after %s", delay, type(error).__name__)
             await self.clock.sleep(delay)
             attempt += 1
+
+
+def _raise_alone(error: KooDriveError) -> NoReturn:
+    """Raise ``error`` with no ``__context__``.
+
+    None of our errors needs one, and one would reach aiohttp's error, whose request_info
+    holds the Authorization header. On Python 3.10 a raise in a step that asyncio's
+    pure-Python Task resumed with ``throw()`` (pytest-asyncio's runner does) takes the
+    exception that step handles as its context, this raise included: it is cleared once
+    raised, while the error propagates.
+    """
+    try:
+        raise error
+    finally:
+        error.__context__ = None
+
+
+def _other_loop(error: RuntimeError) -> bool:
+    """Whether asyncio raised ``error`` for an object of another (or a closed) event loop."""
+    message = str(error)
+    return (
+        "Event loop is closed" in message
+        or "different loop" in message
+        or ("different event loop" in message)
+    )
 
 
 def _clock_skew(server_date: str | None, sent_at: datetime) -> float | None:

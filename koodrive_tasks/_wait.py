@@ -36,8 +36,8 @@ def cancel_requested() -> bool:
     return bool(getattr(task, "_must_cancel", False))
 
 
-class Wait:
-    """The state of one wait; see the module docstring.
+class Wait(Subscriber):
+    """The state of one wait, and its place in its task's stream; see the module docstring.
 
     Args:
         streams: The client's poll streams.
@@ -51,12 +51,10 @@ class Wait:
 
     __slots__ = (
         "_clock",
-        "_deadline",
         "_polls",
         "_resume_polls",
         "_stream",
         "_streams",
-        "_sub",
         "allow_insecure_urls",
         "delivered",
         "error",
@@ -79,15 +77,14 @@ class Wait:
         allow_insecure_urls: bool,
         resume: WaitState | None = None,
     ) -> None:
+        super().__init__()
         self._streams = streams
         self._clock = clock
         self.ref = ref
         self.policy = policy
         self.timeout = timeout
         self.allow_insecure_urls = allow_insecure_urls
-        self._deadline: float | None = None
         self._stream: PollStream | None = None
-        self._sub: Subscriber | None = None
         self._polls = 0
         self._resume_polls: int | None = None
         self.last: TaskInfo | None = None
@@ -113,31 +110,29 @@ class Wait:
     @property
     def joined(self) -> bool:
         """Whether it is subscribed to its task's stream now."""
-        return self._sub is not None
+        return self._stream is not None
 
-    def join(self, listener: Callable[[], None] | None = None) -> None:
+    def join(self, listener: Callable[[Wait], None] | None = None) -> None:
         """Subscribe to the task's stream (no-op when subscribed or done); start the deadline.
 
-        With ``listener`` (a batch), every change is pushed to it; without, a coroutine
-        pulls with :meth:`next`.
+        With ``listener`` (a batch's, called with this wait), every change is pushed to
+        it; without, a coroutine pulls with :meth:`next`.
         """
-        if self._sub is not None or self.done:
+        if self._stream is not None or self.done:
             return
-        if self._deadline is None and self.timeout is not None:
-            self._deadline = self._clock.monotonic() + self.timeout
-        self._stream, self._sub = self._streams.subscribe(
-            self.ref, self.policy, self._deadline, self._resume_polls, listener
-        )
+        if self.deadline is None and self.timeout is not None:
+            self.deadline = self._clock.monotonic() + self.timeout
+        self.listener = listener
+        self._stream = self._streams.subscribe(self, self.ref, self.policy, self._resume_polls)
         self._resume_polls = None
 
     def leave(self) -> asyncio.Task[TaskInfo] | None:
         """Unsubscribe; return the request this cancelled, if any."""
-        stream, sub = self._stream, self._sub
-        self._stream = self._sub = None
-        if stream is None or sub is None:
+        stream, self._stream = self._stream, None
+        if stream is None:
             return None
         self._polls = stream.plan.polls
-        return stream.unsubscribe(sub)
+        return stream.unsubscribe(self)
 
     def take(self) -> TaskInfo | None:
         """The next observation pushed to this wait, if any.
@@ -148,11 +143,11 @@ class Wait:
         Raises:
             Exception: A bug met by the stream (never a ``KooDriveError``).
         """
-        stream, sub = self._stream, self._sub
-        if stream is None or sub is None:
+        stream = self._stream
+        if stream is None:
             return None
         try:
-            info = stream.take(sub)
+            info = stream.take(self)
         except DeadlineReached:
             self._end(self._timeout_error())
             return None
@@ -174,11 +169,11 @@ class Wait:
                 continues it).
         """
         self.join()
-        stream, sub = self._stream, self._sub
-        if stream is None or sub is None:
+        stream = self._stream
+        if stream is None:
             return None  # done
         try:
-            info = await stream.next(sub)
+            info = await stream.next(self)
         except DeadlineReached:
             self._end(self._timeout_error())
             return None
@@ -243,8 +238,8 @@ class Wait:
     def state(self) -> WaitState:
         """Where this wait stands now, for a checkpoint."""
         timeout_left = self.timeout
-        if self._deadline is not None:
-            timeout_left = max(0.0, self._deadline - self._clock.monotonic())
+        if self.deadline is not None:
+            timeout_left = max(0.0, self.deadline - self._clock.monotonic())
         polls = self._stream.plan.polls if self._stream is not None else self._polls
         last = self.last
         ref = self.ref

@@ -18,6 +18,7 @@ import re
 import zlib
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
+from sys import intern
 from typing import Any, TypeVar
 
 import cattrs
@@ -311,7 +312,12 @@ def _fast_files(value: list[Any]) -> tuple[FileResult, ...] | None:
         ):
             return None
         files.append(
-            FileResult(file_id, _FILE_STATUS[status], new_file_id or None, container_id or None)  # type: ignore[arg-type]
+            FileResult(
+                file_id,
+                _FILE_STATUS[status],  # type: ignore[arg-type]
+                new_file_id or None,
+                intern(container_id) if container_id else None,  # a few spaces, many files
+            )
         )
     return tuple(files)
 
@@ -328,8 +334,8 @@ def _fast_task_info(
     """
     get = fields.get
     task_id, status, progress = get("taskId"), get("taskStatus"), get("progress", 0)
-    if default_id is not None and task_id in (None, ""):
-        task_id = default_id
+    if default_id is not None and (task_id == default_id or task_id in (None, "")):
+        task_id = default_id  # the caller's string: a stream keeps one copy of its id
     task_type, result_code = get("taskType"), get("taskResultCode")
     content_result_code, download_url, user_id = (
         get("resultCode"),
@@ -376,7 +382,7 @@ def _fast_task_info(
         started_at,
         ended_at,
         download_url or None,
-        user_id or None,
+        intern(user_id) if user_id else None,  # one user's: one string for all tasks
         files,
     )
 

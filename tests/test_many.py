@@ -166,3 +166,29 @@ async def test_a_batch_with_one_bad_task_refuses_before_any_wait_starts(
         await client.wait_many(tasks)
     assert not mock.requests
     assert client.stats.streams == 0
+
+
+async def test_wait_many_makes_a_large_batch_in_steps(
+    mock: MockKooDrive, client: KooDriveClient
+) -> None:
+    """wait_many over thousands of tasks lets the loop run while it makes and starts the waits."""
+    from aioresponses import CallbackResult
+
+    def running(url: object, **kwargs: Any) -> CallbackResult:
+        return CallbackResult(payload=shape_a(1, 10, task_id=task_id_of(kwargs)))
+
+    mock.post(DETAIL, callback=running, repeat=True)
+    refs = [("s", f"t{i}") for i in range(5_000)]
+    batch = asyncio.ensure_future(client.wait_many(refs, timeout=60))
+    seen: list[int] = []  # live streams, each time this task got the loop
+    for _ in range(1_000):  # a few dozen turns are enough; bounded all the same
+        seen.append(client.stats.streams)
+        if seen[-1] == len(refs):
+            break
+        await asyncio.sleep(0)
+    assert seen[-1] == len(refs)
+    assert seen.count(0) >= 4, seen[:10]  # made about a thousand at a time, none started yet
+    assert len({n for n in seen if 0 < n < len(refs)}) >= 4  # started a few hundred at a time
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch

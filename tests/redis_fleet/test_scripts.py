@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import pytest
@@ -20,6 +22,31 @@ def near(values: list[float], expected: list[float]) -> bool:
     return all(abs(v - e) <= SLACK for v, e in zip(values, expected, strict=True))
 
 
+async def timed(calls: list[Callable[[], Awaitable[float]]]) -> tuple[list[float], list[float]]:
+    """Each call's wait, and when (on this machine's clock, from the first) it was made."""
+    start = time.monotonic()
+    made: list[float] = []
+    waits: list[float] = []
+    for call in calls:
+        made.append(time.monotonic() - start)
+        waits.append(await call())
+    return made, waits
+
+
+def gcra(made: list[float], rate: float, burst: int) -> list[float]:
+    """The waits a shared GCRA timeline gives requests made at these times: the oracle the
+    script's answers are checked against, so that a loaded machine's delays between the
+    calls cannot fail the test."""
+    interval = 1 / rate
+    waits: list[float] = []
+    tat = made[0]
+    for at in made:
+        tat = max(tat, at)
+        waits.append(max(0.0, tat - (burst - 1) * interval - at))
+        tat += interval
+    return waits
+
+
 async def keys_of(raw: Any, namespace: str) -> list[bytes]:
     return [key async for key in raw.scan_iter(match=f"kdt:{{{namespace}}}:*")]
 
@@ -34,15 +61,18 @@ async def test_reserve_admits_the_burst_then_spaces_requests_at_the_rate(
 ) -> None:
     """reserve() lets `burst` requests go at once, then one every 1/rate seconds."""
     fleet = make_coordinator()
-    waits = [await fleet.reserve(10, 3) for _ in range(6)]
-    assert near(waits, [0, 0, 0, 0.1, 0.2, 0.3]), waits
+    made, waits = await timed([lambda: fleet.reserve(10, 3)] * 6)
+    assert gcra([0.0] * 6, 10, 3) == pytest.approx([0, 0, 0, 0.1, 0.2, 0.3])  # the oracle
+    assert near(waits, gcra(made, 10, 3)), (made, waits)
 
 
 async def test_two_coordinators_share_one_timeline(make_coordinator: Make) -> None:
     """Slots booked by two coordinators of one namespace come from one shared rate."""
     first, second = make_coordinator(), make_coordinator()
-    waits = [await (first if i % 2 else second).reserve(20, 1) for i in range(6)]
-    assert near(waits, [0, 0.05, 0.1, 0.15, 0.2, 0.25]), waits
+    made, waits = await timed(
+        [partial((first if i % 2 else second).reserve, 20, 1) for i in range(6)]
+    )
+    assert near(waits, gcra(made, 20, 1)), (made, waits)
 
 
 async def test_namespaces_do_not_share_a_rate(make_coordinator: Make) -> None:
@@ -167,15 +197,17 @@ async def test_release_hands_the_lease_over_at_once(make_coordinator: Make) -> N
 async def test_claim_and_reserve_books_a_slot_only_for_the_holder(make_coordinator: Make) -> None:
     """A process that does not hold the lease gets no slot, so it does not eat the fleet's rate."""
     holder, other = make_coordinator(), make_coordinator()
+    start = time.monotonic()
     first = await holder.claim_and_reserve("task-a", 1.0, 10, 1)
     refused = await other.claim_and_reserve("task-a", 1.0, 10, 1)
+    made = time.monotonic() - start
     second = await holder.claim_and_reserve("task-a", 1.0, 10, 1)
     assert (first.held, first.booked, first.wait) == (True, True, 0.0)
     assert (refused.held, refused.booked, refused.wait) == (False, False, None)
     assert second.held
     assert second.booked
     assert second.wait is not None
-    assert near([second.wait], [0.1])
+    assert near([second.wait], [gcra([0.0, made], 10, 1)[1]])  # the refusal booked nothing
 
 
 async def test_claim_and_reserve_respects_max_wait(make_coordinator: Make) -> None:
@@ -361,10 +393,12 @@ async def test_a_server_that_refuses_time_in_scripts_is_timed_by_the_callers_clo
     try:
         with pytest.raises(ResponseError):  # the refusal this test relies on
             await raw.time()
-        waits = [await fleet.reserve(10, 2) for _ in range(4)]
+        made, waits = await timed([lambda: fleet.reserve(10, 2)] * 4)
         await fleet.pause(0.3)
-        assert near(waits, [0, 0, 0.1, 0.2]), waits
-        assert near([await fleet.reserve(None)], [0.3])
+        paused_at = time.monotonic()
+        left = await fleet.reserve(None)
+        assert near(waits, gcra(made, 10, 2)), (made, waits)
+        assert near([left], [0.3 - (time.monotonic() - paused_at)])
         assert fleet.healthy
     finally:
         await fleet.aclose()

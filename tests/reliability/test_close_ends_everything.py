@@ -144,6 +144,49 @@ async def test_running_batches_deliver_client_closed_and_end(
         assert {o.ref.task_id for o in delivered} == set(finished + running)
 
 
+async def test_closing_thousands_of_waits_lets_the_loop_run_meanwhile(
+    env: tuple[Emulator, KooDriveClient, VirtualClock],
+) -> None:
+    """close() ends many waits in steps: other tasks run between them, and every wait ends."""
+    emu, kd, _clock = env
+    refs = [(SHARE, emu.add_task(LONG)) for _ in range(2_000)]
+    batch = asyncio.ensure_future(kd.wait_many(refs))
+    while kd.stats.streams < len(refs):
+        await asyncio.sleep(0)
+    seen: list[int] = []  # live streams, each time this task got the loop during close()
+    closing = asyncio.ensure_future(kd.close())
+    while not closing.done():
+        seen.append(kd.stats.streams)
+        await asyncio.sleep(0)
+    await closing
+    outcomes = await within(batch)
+    between = {count for count in seen if 0 < count < len(refs)}
+    assert len(between) >= 4, seen  # ended a few hundred at a time, not all in one step
+    assert all(isinstance(o.error, ClientClosedError) for o in outcomes.values())
+    assert kd.stats.streams == 0
+
+
+async def test_a_close_cancelled_midway_still_ends_everything(
+    env: tuple[Emulator, KooDriveClient, VirtualClock],
+) -> None:
+    """Cancelling close() between its steps ends the rest at once; a second close() is harmless."""
+    emu, kd, _clock = env
+    refs = [(SHARE, emu.add_task(LONG)) for _ in range(1_000)]
+    batch = asyncio.ensure_future(kd.wait_many(refs))
+    while kd.stats.streams < len(refs):
+        await asyncio.sleep(0)
+    closing = asyncio.ensure_future(kd.close())
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert kd.stats.streams == 0
+    await kd.close()
+    outcomes = await within(batch)
+    assert all(isinstance(o.error, ClientClosedError) for o in outcomes.values())
+
+
 @pytest.mark.parametrize("kind", ["wait_many", "as_completed", "watch_many"])
 async def test_batches_created_but_not_started_end_when_started(
     env: tuple[Emulator, KooDriveClient, VirtualClock], kind: str

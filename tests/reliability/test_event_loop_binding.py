@@ -251,12 +251,6 @@ def test_one_client_per_run_works_every_time() -> None:
         assert run(once).startswith("http://127.0.0.1:")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: a session injected from another loop fails with aiohttp's bare "
-    "RuntimeError('Event loop is closed'); aiohttp exposes its loop only through private "
-    "or deprecated attributes",
-)
 def test_a_session_made_in_another_loop_is_an_event_loop_mismatch() -> None:
     """An aiohttp session made in an earlier asyncio.run, passed to a client: EventLoopMismatchError."""
     sessions: list[aiohttp.ClientSession] = []
@@ -279,12 +273,6 @@ def test_a_session_made_in_another_loop_is_an_event_loop_mismatch() -> None:
     check_mismatch(result)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: BearerToken's asyncio.Lock binds to the first loop in which it is contended; "
-    "concurrent refreshes in a later loop raise a bare RuntimeError ('bound to a different "
-    "event loop')",
-)
 def test_one_bearer_token_shared_by_clients_of_successive_runs() -> None:
     """A BearerToken(provider) reused by one client per asyncio.run: concurrent refreshes still work."""
     clock = VirtualClock()

@@ -207,7 +207,7 @@ def check_paced(
 
 
 async def run_wait(
-    url: str, clock: VirtualClock, recorder: Recorder, auth: Any
+    url: str, clock: VirtualClock, recorder: Recorder, auth: Any, *, request_timeout: float = 5.0
 ) -> WaitTimeoutError:
     async with KooDriveClient(
         url,
@@ -215,7 +215,10 @@ async def run_wait(
         allow_insecure_urls=True,
         clock=clock,
         policy=POLICY,
-        request_timeout=0.05,  # real seconds: only a hanging provider waits for it
+        # Real seconds. A hanging provider waits for it, so those tests make it short;
+        # the others keep it long, or a loaded machine would turn a slow answer into a
+        # RequestTimeoutError where the test expects the server's failure.
+        request_timeout=request_timeout,
         on_request=recorder.on_request,
         on_retry=recorder.on_retry,
     ) as kd:
@@ -264,7 +267,13 @@ async def test_provider_failures_are_retried_no_faster_than_the_backoff(
     """A provider raising CancelledError or an error, or hanging, at first use or refresh: paced."""
     server, recorder, clock = ok_server
     provider = Provider(clock, failure, good_first=when == "refresh")
-    error = await run_wait(server.url, clock, recorder, BearerToken(provider))
+    error = await run_wait(
+        server.url,
+        clock,
+        recorder,
+        BearerToken(provider),
+        request_timeout=0.05 if failure == "hangs" else 5.0,
+    )
     expected = RequestTimeoutError if failure == "hangs" else CredentialProviderError
     assert isinstance(error.last_error, expected), repr(error.last_error)
     calls = provider.calls[1:] if when == "refresh" else provider.calls
