@@ -375,7 +375,7 @@ def run(quick: bool) -> dict[str, object]:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             server.kill()
-    return report(results, sizes)
+    return summarize(results, sizes)
 
 
 def child(what: str, count: int, url: str, token: str) -> None:
@@ -397,7 +397,7 @@ def _ratio(ours: float, naive: float) -> str:
     return f"{ours / naive:.2f}x" if naive and naive == naive else "-"
 
 
-def report(results: dict[str, Any], sizes: tuple[int, ...]) -> dict[str, Any]:
+def summarize(results: dict[str, Any], sizes: tuple[int, ...]) -> dict[str, Any]:
     figures = (
         "start_cpu_us_per_wait",
         "rss_bytes_per_wait",

@@ -16,7 +16,13 @@ import traceback
 
 import _common
 
-BENCHMARKS = ["bench_polling", "bench_cpu_per_poll", "bench_scale", "bench_stampede"]
+BENCHMARKS = [
+    "bench_polling",
+    "bench_cpu_per_poll",
+    "bench_throughput",
+    "bench_scale",
+    "bench_stampede",
+]
 
 
 def _goals(result: object) -> list[dict[str, object]]:
