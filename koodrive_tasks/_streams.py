@@ -30,8 +30,14 @@ from ._learning import DurationModel, TaskKind
 from ._limiter import Slot
 from ._models import Ref, TaskInfo, TaskStatus
 from ._policy import PollPlan, PollPolicy
-from ._transport import Request, Transport
-from .exceptions import ClientClosedError, KooDriveError, TaskStalledError, TransportError
+from ._transport import MIN_ATTEMPT, Request, Transport
+from .exceptions import (
+    ClientClosedError,
+    KooDriveError,
+    RequestTimeoutError,
+    TaskStalledError,
+    TransportError,
+)
 
 if TYPE_CHECKING:
     from ._fleet import Sharing
@@ -521,7 +527,8 @@ class PollStream:
             self.fail(error)
             return
         self.failures += 1
-        self.last_error = error
+        if self.last_error is None or not self._cut_by_deadline(error):
+            self.last_error = error
         delay = self.policy.retry_delay(self.failures, getattr(error, "retry_after", None))
         self.next_poll_at = self._transport.clock.monotonic() + delay
         self._transport.retrying(self.task_id, error, self.failures, delay)
@@ -537,6 +544,20 @@ class PollStream:
             delay,
         )
         self._arm_poll()
+
+    def _cut_by_deadline(self, error: KooDriveError) -> bool:
+        """Whether ``error`` only says that the waits' deadline cut the request short.
+
+        Such a timeout tells nothing about the server, and the waits end with
+        WaitTimeoutError now anyway: their ``last_error`` stays the failure before it.
+        The transport gives an attempt at least MIN_ATTEMPT seconds, hence the slack.
+        """
+        deadline = self.request_deadline
+        return (
+            isinstance(error, RequestTimeoutError)
+            and deadline is not None
+            and self._transport.clock.monotonic() >= deadline - MIN_ATTEMPT
+        )
 
     def _stall_at(self) -> float:
         limit = self.policy.stall_timeout

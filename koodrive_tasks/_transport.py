@@ -47,6 +47,8 @@ logger = logging.getLogger("koodrive_tasks")
 _T = TypeVar("_T")
 
 TRACE_ID_LENGTH = 58
+MIN_ATTEMPT = 0.001
+"""Seconds an attempt is given at least, however close its caller's deadline."""
 _X_DATE_WINDOW = 15 * 60
 _READ_CHUNK = 1 << 16
 # Only codings decoded chunk by chunk under the size cap are asked for; a server that
@@ -319,7 +321,7 @@ class Transport:
             error: KooDriveError | None = None
             seconds = self.request_timeout
             if deadline is not None and deadline - started < seconds:
-                seconds = max(0.001, deadline - started)
+                seconds = max(MIN_ATTEMPT, deadline - started)
             try:
                 auth_headers, status, raw, headers = await self._exchange(
                     session, request, url, trace_id, seconds
@@ -513,7 +515,7 @@ class Transport:
         """After a 401: let the auth scheme refresh, within the attempt's time."""
         seconds = self.request_timeout
         if deadline is not None:
-            seconds = max(0.001, min(seconds, deadline - self.clock.monotonic()))
+            seconds = max(MIN_ATTEMPT, min(seconds, deadline - self.clock.monotonic()))
         cutoff = self._watchdog.watch(seconds)
         try:
             return await self.auth.refresh(rejected)

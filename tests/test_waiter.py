@@ -32,6 +32,7 @@ from koodrive_tasks import (
     PollPolicy,
     ProtocolError,
     RateLimitedError,
+    RequestTimeoutError,
     ServerError,
     TaskCanceledError,
     TaskFailedError,
@@ -283,6 +284,45 @@ async def test_failures_outlasting_deadline_raise_timeout_with_last_error(
         await client.wait_for_task("s1", "t1", timeout=60)
     assert isinstance(caught.value.last_error, ServerError)
     assert "last error" in str(caught.value)
+
+
+async def test_a_retry_cut_short_by_the_deadline_keeps_the_failure_before_it(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
+    """The retry after a 503 runs until the wait's deadline cuts it off: the WaitTimeoutError
+    names the 503 (what the server did), not the cut-off request."""
+    answers = iter([CallbackResult(status=503, body="<html>down</html>")])
+
+    def answer(url: object, **kwargs: Any) -> CallbackResult:
+        for first in answers:
+            return first
+        clock.advance(10 - clock.monotonic())  # no answer before the deadline cuts it off
+        raise asyncio.TimeoutError
+
+    mock.post(DETAIL, callback=answer, repeat=True)
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_task("s1", "t1", timeout=10)
+    assert clock.monotonic() == pytest.approx(10)
+    assert polls(mock) == 2
+    assert isinstance(caught.value.last_error, ServerError), caught.value.last_error
+
+
+async def test_a_request_timeout_before_the_deadline_is_the_last_error(
+    mock: MockKooDrive, client: KooDriveClient, clock: VirtualClock
+) -> None:
+    """Request timeouts well before the deadline are news: the last one is the last error."""
+    answers = iter([CallbackResult(status=503, body="<html>down</html>")])
+
+    def answer(url: object, **kwargs: Any) -> CallbackResult:
+        for first in answers:
+            return first
+        raise asyncio.TimeoutError
+
+    mock.post(DETAIL, callback=answer, repeat=True)
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_for_task("s1", "t1", timeout=10)
+    assert polls(mock) > 2
+    assert isinstance(caught.value.last_error, RequestTimeoutError), caught.value.last_error
 
 
 async def test_non_retryable_error_ends_wait_at_once(
