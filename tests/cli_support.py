@@ -89,6 +89,7 @@ def base_env(**overrides: str | None) -> dict[str, str]:
     A ``None`` override leaves the variable unset.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("KOODRIVE_")}
+    env["PYTHONFAULTHANDLER"] = "1"  # a run that hangs shows its threads when aborted
     env.update({k: v for k, v in overrides.items() if v is not None})
     return env
 
@@ -212,9 +213,15 @@ async def interrupt(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
     try:
         out, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
     except asyncio.TimeoutError:
-        proc.kill()
-        await proc.communicate()
-        raise AssertionError("koodrive-tasks ignored SIGINT") from None
+        proc.send_signal(signal.SIGABRT)  # faulthandler prints where every thread is
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), RUN_TIMEOUT)
+        except asyncio.TimeoutError:
+            proc.kill()
+            _, err = await proc.communicate()
+        raise AssertionError(
+            f"koodrive-tasks ignored SIGINT; its threads:\n{(err or b'').decode()[-6000:]}"
+        ) from None
     assert proc.returncode is not None
     return proc.returncode, (out or b"").decode(), (err or b"").decode()
 
