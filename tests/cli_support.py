@@ -226,6 +226,23 @@ async def interrupt(proc: asyncio.subprocess.Process) -> tuple[int, str, str]:
     return proc.returncode, (out or b"").decode(), (err or b"").decode()
 
 
+def _sigint_as_in_a_terminal() -> None:
+    # A suite started in the background of a non-interactive shell (`pytest &` in a
+    # script) ignores SIGINT, and children inherit that: a run meant to be interrupted
+    # gets SIGINT as a terminal's foreground job has it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+async def spawn_cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    """Start ``koodrive-tasks args`` with pipes, for a test that interrupts it."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "koodrive_tasks.cli", *args,
+        env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=_sigint_as_in_a_terminal,
+    )  # fmt: skip
+
+
 async def start_serve(
     env: dict[str, str], *flags: str
 ) -> tuple[asyncio.subprocess.Process, list[str]]:
@@ -233,11 +250,7 @@ async def start_serve(
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "koodrive_tasks.cli", "serve", "--port", str(port), *flags,
-        env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await spawn_cli("serve", "--port", str(port), *flags, env=env)
     assert proc.stdout is not None
     lines = []
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import sys
 import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable
@@ -30,6 +29,7 @@ from cli_support import (
     base_env,
     interrupt,
     run_cli,
+    spawn_cli,
     start_serve,
 )
 
@@ -647,11 +647,7 @@ async def test_serve_prints_url_and_token_that_work() -> None:
 
 async def test_interrupted_wait_exits_130(cli: Cli, emu: Emulator) -> None:
     """Ctrl-C during a wait exits 130 with one line, no traceback."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "koodrive_tasks.cli", "wait", SHARE, emu.add_task(LONG),
-        env=cli.env(), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await spawn_cli("wait", SHARE, emu.add_task(LONG), env=cli.env())
     assert proc.stdout is not None
     first = await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)  # it is polling
     assert b'"event": "update"' in first

@@ -12,14 +12,13 @@ import asyncio
 import io
 import os
 import secrets
-import sys
 import zipfile
 from collections.abc import AsyncIterator, Awaitable
 
 import aiohttp
 import pytest
 import pytest_asyncio
-from cli_support import RUN_TIMEOUT, WRONG_TOKEN, Cli, CliRun, interrupt
+from cli_support import RUN_TIMEOUT, WRONG_TOKEN, Cli, CliRun, interrupt, spawn_cli
 
 from koodrive_tasks import TaskStatus
 from koodrive_tasks.emulator import Emulator, Outcome, TaskScript
@@ -379,11 +378,7 @@ async def test_wait_on_a_terminal_draws_bars_then_the_url(cli: Cli, emu: Emulato
 async def test_interrupting_a_wait_leaves_the_job_running(cli: Cli, emu: Emulator) -> None:
     """Ctrl-C during `jobs wait` exits 130 and stops only the watching: the job runs on."""
     job_id = emu.add_job(LONG)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "koodrive_tasks.cli", "jobs", "wait", job_id,
-        env=cli.env(), stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+    proc = await spawn_cli("jobs", "wait", job_id, env=cli.env())
     assert proc.stdout is not None
     first = await asyncio.wait_for(proc.stdout.readline(), RUN_TIMEOUT)
     assert b'"event": "update"' in first
