@@ -14,7 +14,12 @@ from typing import Any
 import pytest
 from redis_server import BINARY_ENV, REQUIRE_ENV, RedisServer, server_binary
 
+from koodrive_tasks import BearerToken, KooDriveClient, PollPolicy
+from koodrive_tasks.emulator import Emulator
 from koodrive_tasks.fleet import RedisCoordinator
+
+QUICK = PollPolicy(initial_delay=0.2, factor=1.5, max_delay=0.5, jitter=0.1, timeout=30)
+"""Polls every half second or so: the in-process fleet tests take a few seconds each."""
 
 _namespaces = itertools.count()
 
@@ -110,3 +115,26 @@ def emulator_process(redis_binary: str) -> Iterator[Any]:
     emulator = EmulatorProcess()
     yield emulator
     emulator.stop()
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(seed=3) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def make_client(
+    emu: Emulator, make_coordinator: Callable[..., RedisCoordinator]
+) -> Callable[..., KooDriveClient]:
+    """Clients of the emulator, each with a coordinator of the test's namespace."""
+
+    def make(**kwargs: Any) -> KooDriveClient:
+        kwargs.setdefault("policy", QUICK)
+        if "coordinator" not in kwargs:
+            kwargs["coordinator"] = make_coordinator(lease_ttl=0.5)
+        return KooDriveClient(
+            emu.url, auth=BearerToken(emu.token), allow_insecure_urls=True, **kwargs
+        )
+
+    return make

@@ -4,40 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-import pytest
-
-from koodrive_tasks import BearerToken, KooDriveClient, Limits, PollPolicy, TaskRef
+from koodrive_tasks import KooDriveClient, Limits, TaskRef
 from koodrive_tasks.emulator import Emulator, Fault, TaskScript
 from koodrive_tasks.fleet import RedisCoordinator
 
 SHARE = "share-1"
-QUICK = PollPolicy(initial_delay=0.2, factor=1.5, max_delay=0.5, jitter=0.1, timeout=30)
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(seed=3) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def make_client(
-    emu: Emulator, make_coordinator: Callable[..., RedisCoordinator]
-) -> Callable[..., KooDriveClient]:
-    def make(**kwargs: Any) -> KooDriveClient:
-        kwargs.setdefault("policy", QUICK)
-        return KooDriveClient(
-            emu.url,
-            auth=BearerToken(emu.token),
-            allow_insecure_urls=True,
-            coordinator=make_coordinator(lease_ttl=0.5),
-            **kwargs,
-        )
-
-    return make
 
 
 async def test_two_clients_waiting_on_one_task_share_its_polls(
@@ -84,18 +57,14 @@ async def test_a_late_joiner_sees_the_latest_observation_at_once(
 
 
 async def test_a_task_nobody_else_waits_on_costs_one_round_trip_per_poll(
-    emu: Emulator, make_coordinator: Callable[..., RedisCoordinator]
+    emu: Emulator,
+    make_coordinator: Callable[..., RedisCoordinator],
+    make_client: Callable[..., KooDriveClient],
 ) -> None:
     """Alone on a task, the holder stores each change with its next claim: no publish of its own."""
     task_id = emu.add_task(TaskScript(pending_s=0, duration_s=2.0), share_id=SHARE)
     coordinator = make_coordinator(lease_ttl=0.5)
-    async with KooDriveClient(
-        emu.url,
-        auth=BearerToken(emu.token),
-        allow_insecure_urls=True,
-        coordinator=coordinator,
-        policy=QUICK,
-    ) as kd:
+    async with make_client(coordinator=coordinator) as kd:
         await kd.wait_for_task(SHARE, task_id)
         polls = kd.stats.polls
     stats = coordinator.stats

@@ -3,39 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable
 
-import pytest
-
-from koodrive_tasks import BearerToken, CopyJob, JobInfo, JobType, KooDriveClient, PollPolicy
+from koodrive_tasks import CopyJob, JobInfo, JobType, KooDriveClient
 from koodrive_tasks.emulator import Emulator, TaskScript
-from koodrive_tasks.fleet import RedisCoordinator
-
-QUICK = PollPolicy(initial_delay=0.2, factor=1.5, max_delay=0.5, jitter=0.1, timeout=30)
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(seed=3) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def make_client(
-    emu: Emulator, make_coordinator: Callable[..., RedisCoordinator]
-) -> Callable[..., KooDriveClient]:
-    def make(**kwargs: Any) -> KooDriveClient:
-        return KooDriveClient(
-            emu.url,
-            auth=BearerToken(emu.token),
-            allow_insecure_urls=True,
-            policy=QUICK,
-            coordinator=make_coordinator(lease_ttl=0.5),
-            **kwargs,
-        )
-
-    return make
 
 
 async def test_two_clients_share_a_jobs_polls_and_its_fields(
