@@ -8,6 +8,7 @@ result event or the URL line on stdout) and that no traceback shows without ``--
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pty
@@ -16,7 +17,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,3 +263,29 @@ async def start_serve(
         raise
     assert f"http://127.0.0.1:{port}" in lines[0], lines
     return proc, lines
+
+
+@contextlib.asynccontextmanager
+async def running(
+    runs: dict[str, Awaitable[CliRun]],
+) -> AsyncIterator[dict[str, asyncio.Future[CliRun]]]:
+    """Start every run, a few per core at once; leave once every one has ended."""
+    # Enough at once to overlap their polls, not so many that starting them all starves
+    # each (and its time limit) of CPU.
+    limit = asyncio.Semaphore(3 * (os.cpu_count() or 1))
+
+    async def limited(run: Awaitable[CliRun]) -> CliRun:
+        async with limit:
+            return await run
+
+    futures = {name: asyncio.ensure_future(limited(run)) for name, run in runs.items()}
+    try:
+        yield futures
+    finally:
+        # The emulator must outlive every run, checked or not.
+        await asyncio.gather(*futures.values(), return_exceptions=True)
+
+
+async def finished(batch: dict[str, asyncio.Future[CliRun]], name: str) -> CliRun:
+    """The run ``name`` of a batch, once ended (``run_cli`` bounds its time)."""
+    return await asyncio.shield(batch[name])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import time
 import zipfile
 from collections.abc import AsyncIterator, Awaitable
@@ -27,8 +26,10 @@ from cli_support import (
     Cli,
     CliRun,
     base_env,
+    finished,
     interrupt,
     run_cli,
+    running,
     spawn_cli,
     start_serve,
 )
@@ -145,23 +146,8 @@ async def batch() -> AsyncIterator[dict[str, asyncio.Future[CliRun]]]:
             ),
         }
         runs.update((f"usage-{name}", cli.run(*args)) for name, args in BAD_COMMAND_LINES.items())
-        # A few runs per core at once: enough to overlap their polls, not so many that
-        # starting them all starves each (and its time limit) of CPU.
-        limit = asyncio.Semaphore(3 * (os.cpu_count() or 1))
-
-        async def limited(run: Awaitable[CliRun]) -> CliRun:
-            async with limit:
-                return await run
-
-        futures = {name: asyncio.ensure_future(limited(run)) for name, run in runs.items()}
-        yield futures
-        # The emulator must outlive every run, checked or not.
-        await asyncio.gather(*futures.values(), return_exceptions=True)
-
-
-async def finished(batch: dict[str, asyncio.Future[CliRun]], name: str) -> CliRun:
-    """The run ``name`` of the batch, once ended (``run_cli`` bounds its time)."""
-    return await asyncio.shield(batch[name])
+        async with running(runs) as futures:
+            yield futures
 
 
 def client_of(emu: Emulator) -> KooDriveClient:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import secrets
 import zipfile
 from collections.abc import AsyncIterator, Awaitable
@@ -18,7 +17,16 @@ from collections.abc import AsyncIterator, Awaitable
 import aiohttp
 import pytest
 import pytest_asyncio
-from cli_support import RUN_TIMEOUT, WRONG_TOKEN, Cli, CliRun, interrupt, spawn_cli
+from cli_support import (
+    RUN_TIMEOUT,
+    WRONG_TOKEN,
+    Cli,
+    CliRun,
+    finished,
+    interrupt,
+    running,
+    spawn_cli,
+)
 
 from koodrive_tasks import TaskStatus
 from koodrive_tasks.emulator import Emulator, Outcome, TaskScript
@@ -154,19 +162,8 @@ async def batch() -> AsyncIterator[dict[str, asyncio.Future[CliRun]]]:
             ),
         }
         runs.update((f"usage-{name}", cli.run(*args)) for name, args in BAD_COMMAND_LINES.items())
-        limit = asyncio.Semaphore(3 * (os.cpu_count() or 1))
-
-        async def limited(run: Awaitable[CliRun]) -> CliRun:
-            async with limit:
-                return await run
-
-        futures = {name: asyncio.ensure_future(limited(run)) for name, run in runs.items()}
-        yield futures
-        await asyncio.gather(*futures.values(), return_exceptions=True)
-
-
-async def finished(batch: dict[str, asyncio.Future[CliRun]], name: str) -> CliRun:
-    return await asyncio.shield(batch[name])
+        async with running(runs) as futures:
+            yield futures
 
 
 def one_line(run: CliRun) -> str:
