@@ -857,9 +857,10 @@ def _base_url(base_url: object, allow_insecure_urls: object) -> URL:
     try:
         url = URL(base_url)
         host = url.host  # decoded lazily: an odd IDNA host fails here, not in URL()
-    except (TypeError, ValueError) as error:  # UnicodeError is a ValueError
-        # yarl's message quotes the netloc, a password included: only its kind is named,
-        # and the error is raised outside this block so that it has no context.
+    except (TypeError, ValueError, IndexError) as error:  # UnicodeError is a ValueError
+        # yarl's parser raises IndexError for some netlocs ("https://u:[]@": brackets in
+        # the userinfo, no host). Its message quotes the netloc, a password included: only
+        # its kind is named, and the error is raised outside this block (no context).
         reason = type(error).__name__
     if reason is not None:
         raise InvalidArgumentError(f"base_url is not a URL ({reason}): check its host and port")

@@ -272,6 +272,7 @@ async def test_a_closed_session_is_refused_at_construction() -> None:
 @example(url="https://[::1/", password="")
 @example(url="https://kd.example.com/\r\n", password="")
 @example(url="https://%\xb8", password="")
+@example(url="https://", password="[]")  # yarl's parser raised IndexError
 def test_any_base_url_constructs_or_is_refused_without_its_password(
     url: str, password: str
 ) -> None:
