@@ -54,7 +54,9 @@ async def test_tasks_of_a_known_kind_take_fewer_polls() -> None:
     async with Emulator(clock=clock, script=script) as emu:
         polls: dict[str, int] = {}
         for name, durations in (("learning", DurationModel()), ("not learning", None)):
-            async with connect(emu, clock, durations=durations) as kd:
+            # No jitter: the two clients' schedules differ only by what one learned.
+            policy = PollPolicy(jitter=0)
+            async with connect(emu, clock, durations=durations, policy=policy) as kd:
                 for _ in range(12):
                     task_id = await kd.create_share_task(
                         SHARE, ["f"], container_id=SPACE, zip_name="a.zip"
